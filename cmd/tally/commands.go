@@ -1,0 +1,261 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/spf13/cobra"
+
+	"github.com/tallyhq/tally/internal/httpapi"
+	"github.com/tallyhq/tally/internal/postgres"
+	"github.com/tallyhq/tally/internal/secrets"
+	"github.com/tallyhq/tally/internal/usage"
+)
+
+// env is what every command reads from its surroundings.
+type env struct {
+	getenv func(string) string
+	stdout io.Writer
+	stderr io.Writer
+}
+
+func newRootCommand(getenv func(string) string, stdout, stderr io.Writer) *cobra.Command {
+	e := &env{getenv: getenv, stdout: stdout, stderr: stderr}
+	root := &cobra.Command{
+		Use:           "tally",
+		Short:         "Active-user usage accounting for chat platforms",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.AddCommand(e.devCommand(), e.serveCommand(), e.migrateCommand(), e.accountsCommand(), e.keysCommand(), e.healthcheckCommand())
+	return root
+}
+
+func (e *env) logger() *slog.Logger {
+	return slog.New(slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+// databaseURL returns DATABASE_URL or says that it is missing.
+func (e *env) databaseURL() (string, error) {
+	u := e.getenv("DATABASE_URL")
+	if u == "" {
+		return "", errors.New("DATABASE_URL is not set: point it at the PostgreSQL database, e.g. postgres://tally@db:5432/tally")
+	}
+	return u, nil
+}
+
+// masterBox reads TALLY_MASTER_KEY or says what is wrong with it.
+func (e *env) masterBox() (*secrets.Box, error) {
+	v := e.getenv("TALLY_MASTER_KEY")
+	if v == "" {
+		return nil, errors.New("TALLY_MASTER_KEY is not set: it must be 32 random bytes in base64 (e.g. `openssl rand -base64 32`)")
+	}
+	k, err := secrets.ParseMasterKey(v)
+	if err != nil {
+		return nil, fmt.Errorf("TALLY_MASTER_KEY is invalid: %w (want 32 random bytes in base64)", err)
+	}
+	return secrets.NewBox(k)
+}
+
+// openPool connects to url with bounded waits, so a request never hangs on an
+// unreachable database for longer than the connect timeout.
+func openPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse database url: %w", err)
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 || cfg.ConnConfig.ConnectTimeout > connectTimeout {
+		cfg.ConnConfig.ConnectTimeout = connectTimeout
+	}
+	if cfg.MaxConns < 8 {
+		cfg.MaxConns = 8
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	return pool, nil
+}
+
+func (e *env) migrateCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "migrate up|down|status", Short: "Apply, roll back or list the embedded migrations",
+		Args: cobra.ExactArgs(1), ValidArgs: []string{"up", "down", "status"}}
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		url, err := e.databaseURL()
+		if err != nil {
+			return err
+		}
+		pool, err := openPool(cmd.Context(), url)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		m, err := postgres.NewMigrator(pool)
+		if err != nil {
+			return err
+		}
+		defer m.Close()
+		switch args[0] {
+		case "up":
+			return m.Up(cmd.Context())
+		case "down":
+			return m.Down(cmd.Context())
+		case "status":
+			st, err := m.Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "VERSION\tSTATE\tFILE")
+			for _, s := range st {
+				fmt.Fprintf(w, "%d\t%s\t%s\n", s.Source.Version, s.State, s.Source.Path)
+			}
+			return w.Flush()
+		}
+		return fmt.Errorf("unknown migrate action %q: want up, down or status", args[0])
+	}
+	return cmd
+}
+
+// adminDeps opens what the account and key commands need.
+func (e *env) adminDeps(ctx context.Context) (*postgres.Store, *secrets.Box, func(), error) {
+	url, err := e.databaseURL()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	box, err := e.masterBox()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	pool, err := openPool(ctx, url)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return postgres.New(pool, nil), box, pool.Close, nil
+}
+
+func (e *env) accountsCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "accounts", Short: "Manage accounts"}
+	var name string
+	var platform bool
+	create := &cobra.Command{Use: "create", Short: "Create an account and its first admin key", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			store, box, closeDB, err := e.adminDeps(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer closeDB()
+			a, err := store.CreateAccount(cmd.Context(), name, platform)
+			if err != nil {
+				return err
+			}
+			k, secret, err := httpapi.CreateKey(cmd.Context(), store, box, a.SID, usage.RoleAdmin, "created by tally accounts create")
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "account_sid     %s\napi_key_sid     %s\napi_key_secret  %s\n", a.SID, k.SID, secret)
+			return nil
+		}}
+	create.Flags().StringVar(&name, "name", "", "the account's name (required)")
+	create.Flags().BoolVar(&platform, "platform", false, "make it a platform account, whose keys act on every account")
+	_ = create.MarkFlagRequired("name")
+	cmd.AddCommand(create)
+	return cmd
+}
+
+func (e *env) keysCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "keys", Short: "Manage API keys"}
+	var account, role, friendly string
+	create := &cobra.Command{Use: "create", Short: "Create an API key; its secret is shown once", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !usage.IsAccountSID(account) {
+				return fmt.Errorf("--account %q is not an account SID (AC followed by 32 hex digits)", account)
+			}
+			if !usage.Role(role).Valid() {
+				return fmt.Errorf("--role %q: want admin, ingest or finance", role)
+			}
+			store, box, closeDB, err := e.adminDeps(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer closeDB()
+			if _, err := store.Account(cmd.Context(), account); err != nil {
+				return fmt.Errorf("account %s: %w", account, err)
+			}
+			k, secret, err := httpapi.CreateKey(cmd.Context(), store, box, account, usage.Role(role), friendly)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "api_key_sid     %s\napi_key_secret  %s\nrole            %s\n", k.SID, secret, k.Role)
+			return nil
+		}}
+	create.Flags().StringVar(&account, "account", "", "the account SID (required)")
+	create.Flags().StringVar(&role, "role", "", "admin, ingest or finance (required)")
+	create.Flags().StringVar(&friendly, "friendly-name", "", "a name to tell the key apart")
+	_ = create.MarkFlagRequired("account")
+	_ = create.MarkFlagRequired("role")
+
+	revoke := &cobra.Command{Use: "revoke SK…", Short: "Revoke an API key (effective within 5 seconds everywhere)", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			sid := args[0]
+			if !usage.IsKeySID(sid) {
+				return fmt.Errorf("%q is not an API key SID (SK followed by 32 hex digits)", sid)
+			}
+			url, err := e.databaseURL()
+			if err != nil {
+				return err
+			}
+			pool, err := openPool(cmd.Context(), url)
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			store := postgres.New(pool, nil)
+			rec, err := store.KeyForAuth(cmd.Context(), sid)
+			if err != nil {
+				return fmt.Errorf("key %s: %w", sid, err)
+			}
+			if err := store.RevokeKey(cmd.Context(), rec.Principal.AccountSID, sid); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "revoked %s\n", sid)
+			return nil
+		}}
+	cmd.AddCommand(create, revoke)
+	return cmd
+}
+
+// healthcheckCommand lets a container without a shell or curl probe the
+// server (docker-compose's health check).
+func (e *env) healthcheckCommand() *cobra.Command {
+	var url string
+	cmd := &cobra.Command{Use: "healthcheck", Short: "Exit 0 when the server answers 200 at --url", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), 3*time.Second)
+			defer cancel()
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+			if err != nil {
+				return err
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return fmt.Errorf("healthcheck: %w", err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("healthcheck: %s answered %s", url, resp.Status)
+			}
+			return nil
+		}}
+	cmd.Flags().StringVar(&url, "url", "http://127.0.0.1:8080/readyz", "the URL to probe")
+	return cmd
+}

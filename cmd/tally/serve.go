@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/spf13/cobra"
+
+	"github.com/tallyhq/tally/internal/httpapi"
+	"github.com/tallyhq/tally/internal/postgres"
+	"github.com/tallyhq/tally/internal/secrets"
+)
+
+const (
+	connectTimeout = 5 * time.Second
+	// shutdownGrace is how long requests in flight may run after SIGTERM.
+	shutdownGrace = 30 * time.Second
+)
+
+func (e *env) serveCommand() *cobra.Command {
+	var migrate bool
+	cmd := &cobra.Command{Use: "serve", Short: "Serve the API (production): needs DATABASE_URL and TALLY_MASTER_KEY", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			url, err := e.databaseURL()
+			if err != nil {
+				return err
+			}
+			box, err := e.masterBox()
+			if err != nil {
+				return err
+			}
+			addr := e.getenv("TALLY_ADDR")
+			if addr == "" {
+				addr = ":8080"
+			}
+			ctx := cmd.Context()
+			log := e.logger()
+			pool, err := openPool(ctx, url)
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			if migrate {
+				if err := postgres.Migrate(ctx, pool); err != nil {
+					return err
+				}
+			}
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return fmt.Errorf("listen on %s: %w", addr, err)
+			}
+			log.Info("serving", "addr", ln.Addr().String())
+			return serveAPI(ctx, ln, pool, box, log)
+		}}
+	cmd.Flags().BoolVar(&migrate, "migrate", false, "apply pending migrations before serving")
+	return cmd
+}
+
+// serveAPI serves the API on ln until ctx ends, then stops accepting and
+// lets requests in flight finish for up to shutdownGrace.
+func serveAPI(ctx context.Context, ln net.Listener, pool *pgxpool.Pool, box *secrets.Box, log *slog.Logger) error {
+	store := postgres.New(pool, time.Now)
+	var migrated atomic.Bool
+	handler := httpapi.New(httpapi.Config{
+		Store: store, Box: box, Logger: log, Now: time.Now,
+		Ready: func(r *http.Request) error {
+			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+			defer cancel()
+			if err := store.Ping(ctx); err != nil {
+				return errors.New("database unreachable")
+			}
+			if migrated.Load() {
+				return nil
+			}
+			m, err := postgres.NewMigrator(pool)
+			if err != nil {
+				return err
+			}
+			defer m.Close()
+			pending, err := m.Pending(ctx)
+			if err != nil {
+				return errors.New("cannot read the migration state")
+			}
+			if pending {
+				return errors.New("database has pending migrations: run `tally migrate up`")
+			}
+			migrated.Store(true)
+			return nil
+		},
+	})
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		// An NDJSON backfill of 64 MiB needs time to arrive and commit.
+		ReadTimeout:  5 * time.Minute,
+		WriteTimeout: 6 * time.Minute,
+		IdleTimeout:  2 * time.Minute,
+		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "grace", shutdownGrace.String())
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}

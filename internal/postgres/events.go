@@ -1,0 +1,258 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tallyhq/tally/internal/usage"
+)
+
+// EventSource yields the events of one request body in order. The JSON and
+// NDJSON decoders implement it; NDJSON bodies are read while they are copied
+// into PostgreSQL, never held whole in memory.
+type EventSource interface {
+	// Next returns the next valid event, or io.EOF after the last one. An
+	// invalid event is remembered by the source and skipped.
+	Next() (usage.Event, error)
+	// Err reports, after Next returned io.EOF, why the body must be refused
+	// as a whole (a *usage.ValidationError), or nil.
+	Err() error
+}
+
+// IngestResult counts what one body did.
+type IngestResult struct {
+	Accepted   int64 `json:"accepted"`
+	Duplicates int64 `json:"duplicates"`
+	Late       int64 `json:"late"`
+}
+
+// The staging table lives per connection (temporary, emptied at commit), so
+// a body is copied in one COPY and merged with a few set-based statements.
+const createStaging = `CREATE TEMP TABLE IF NOT EXISTS ingest_staging (
+    id           text COLLATE "C" NOT NULL,
+    occurred_at  timestamptz NOT NULL,
+    month        date NOT NULL,
+    activity     text NOT NULL,
+    activity_bit smallint NOT NULL,
+    source       text NOT NULL,
+    source_bit   smallint NOT NULL,
+    service_sid  text COLLATE "C" NOT NULL,
+    identity     text COLLATE "C" NOT NULL,
+    actor        text,
+    channel_sid  text,
+    endpoint_id  text COLLATE "C",
+    fresh        boolean NOT NULL DEFAULT false
+) ON COMMIT DELETE ROWS`
+
+var stagingColumns = []string{"id", "occurred_at", "month", "activity", "activity_bit", "source", "source_bit",
+	"service_sid", "identity", "actor", "channel_sid", "endpoint_id"}
+
+// markFresh claims the body's event ids in the idempotency table. Ids are
+// inserted in sorted order so that concurrent bodies sharing ids wait on each
+// other instead of deadlocking; the ids that were new are marked fresh.
+const markFresh = `WITH claimed AS (
+    INSERT INTO event_ids (account_sid, event_id)
+    SELECT $1, id FROM ingest_staging ORDER BY id
+    ON CONFLICT DO NOTHING
+    RETURNING event_id
+)
+UPDATE ingest_staging s SET fresh = true FROM claimed c WHERE s.id = c.event_id`
+
+const insertEvents = `INSERT INTO events (account_sid, occurred_at, event_id, activity, source, service_sid,
+    identity, actor, channel_sid, endpoint_id, received_at)
+SELECT $1, occurred_at, id, activity, source, service_sid, identity, actor, channel_sid, endpoint_id, $2
+FROM ingest_staging WHERE fresh`
+
+// upsertMonthUsers folds the fresh events into the per-month rollup, one row
+// per (month, service, identity), in key order: concurrent bodies that touch
+// the same users then lock them in one order and never deadlock (40P01).
+// The first activity is the earliest event, ties broken by event id.
+const upsertMonthUsers = `INSERT INTO month_users AS m (account_sid, month, service_sid, identity,
+    first_activity, first_event_id, first_at, last_at, events, activities, sources, endpoints, last_received_at)
+SELECT $1, month, service_sid, identity,
+       (array_agg(activity ORDER BY occurred_at, id))[1],
+       (array_agg(id ORDER BY occurred_at, id))[1],
+       min(occurred_at), max(occurred_at), count(*),
+       bit_or(activity_bit), bit_or(source_bit),
+       coalesce(array_agg(DISTINCT endpoint_id ORDER BY endpoint_id) FILTER (WHERE endpoint_id IS NOT NULL), '{}'),
+       $2
+FROM ingest_staging WHERE fresh
+GROUP BY month, service_sid, identity
+ORDER BY month, service_sid, identity
+ON CONFLICT (account_sid, month, service_sid, identity) DO UPDATE SET
+    first_activity = CASE WHEN (EXCLUDED.first_at, EXCLUDED.first_event_id) < (m.first_at, m.first_event_id)
+                          THEN EXCLUDED.first_activity ELSE m.first_activity END,
+    first_event_id = CASE WHEN (EXCLUDED.first_at, EXCLUDED.first_event_id) < (m.first_at, m.first_event_id)
+                          THEN EXCLUDED.first_event_id ELSE m.first_event_id END,
+    first_at = least(m.first_at, EXCLUDED.first_at),
+    last_at = greatest(m.last_at, EXCLUDED.last_at),
+    events = m.events + EXCLUDED.events,
+    activities = m.activities | EXCLUDED.activities,
+    sources = m.sources | EXCLUDED.sources,
+    endpoints = CASE WHEN EXCLUDED.endpoints <@ m.endpoints THEN m.endpoints
+                     ELSE ARRAY(SELECT DISTINCT e FROM unnest(m.endpoints || EXCLUDED.endpoints) AS e ORDER BY e) END,
+    last_received_at = EXCLUDED.last_received_at`
+
+// upsertUsers keeps each user's first and last activity ever, in key order
+// for the same reason as the rollup.
+const upsertUsers = `INSERT INTO users AS u (account_sid, service_sid, identity, first_at, last_at)
+SELECT $1, service_sid, identity, min(occurred_at), max(occurred_at)
+FROM ingest_staging WHERE fresh
+GROUP BY service_sid, identity
+ORDER BY service_sid, identity
+ON CONFLICT (account_sid, service_sid, identity) DO UPDATE SET
+    first_at = least(u.first_at, EXCLUDED.first_at),
+    last_at = greatest(u.last_at, EXCLUDED.last_at)
+WHERE EXCLUDED.first_at < u.first_at OR EXCLUDED.last_at > u.last_at`
+
+// RecordEvents stores the events of one body for an account, all or
+// nothing, and returns only after commit. An event whose id the account
+// already sent is a duplicate, whatever else it carries; so is a repeat of an
+// id within the body (the first occurrence wins).
+func (s *Store) RecordEvents(ctx context.Context, accountSID string, src EventSource) (IngestResult, error) {
+	var res IngestResult
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		now := s.now().UTC()
+		if _, err := tx.Exec(ctx, createStaging); err != nil {
+			return fmt.Errorf("create staging table: %w", err)
+		}
+		rows := &stagingRows{src: src, seen: make(map[string]struct{}), months: make(map[usage.Month]struct{})}
+		n, err := tx.CopyFrom(ctx, pgx.Identifier{"ingest_staging"}, stagingColumns, rows)
+		if err != nil {
+			if rows.srcErr != nil { // the body, not the database, failed
+				return rows.srcErr
+			}
+			return fmt.Errorf("copy events: %w", err)
+		}
+		if err := src.Err(); err != nil {
+			return err
+		}
+		for m := range rows.months {
+			if err := s.ensurePartition(ctx, tx, m); err != nil {
+				return err
+			}
+		}
+		tag, err := tx.Exec(ctx, markFresh, accountSID)
+		if err != nil {
+			return fmt.Errorf("claim event ids: %w", err)
+		}
+		res.Accepted = tag.RowsAffected()
+		res.Duplicates = n + rows.repeats - res.Accepted
+		if res.Accepted == 0 {
+			return nil
+		}
+		for _, q := range [...]struct{ name, sql string }{
+			{"insert events", insertEvents},
+			{"update month rollup", upsertMonthUsers},
+			{"update users", upsertUsers},
+		} {
+			args := []any{accountSID, now}
+			if q.sql == upsertUsers {
+				args = args[:1]
+			}
+			if _, err := tx.Exec(ctx, q.sql, args...); err != nil {
+				return fmt.Errorf("%s: %w", q.name, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		var verr *usage.ValidationError
+		if errors.As(err, &verr) {
+			return IngestResult{}, err
+		}
+		return IngestResult{}, fmt.Errorf("record events for %s: %w", accountSID, err)
+	}
+	return res, nil
+}
+
+// stagingRows adapts an EventSource to pgx.CopyFromSource.
+type stagingRows struct {
+	src     EventSource
+	seen    map[string]struct{}
+	months  map[usage.Month]struct{}
+	repeats int64 // ids repeated within the body: duplicates never copied
+	row     []any
+	srcErr  error
+}
+
+func (r *stagingRows) Next() bool {
+	for {
+		e, err := r.src.Next()
+		if err == io.EOF {
+			return false
+		}
+		if err != nil {
+			r.srcErr = err
+			return false
+		}
+		if _, dup := r.seen[e.ID]; dup {
+			r.repeats++
+			continue
+		}
+		r.seen[e.ID] = struct{}{}
+		m := usage.MonthOf(e.OccurredAt)
+		r.months[m] = struct{}{}
+		r.row = []any{e.ID, e.OccurredAt.UTC(), m.Start(), string(e.Activity), e.Activity.Bit(),
+			string(e.Source), e.Source.Bit(), e.ServiceSID, e.Identity,
+			nullable(e.Actor), nullable(e.ChannelSID), nullable(e.EndpointID)}
+		return true
+	}
+}
+
+func (r *stagingRows) Values() ([]any, error) { return r.row, nil }
+
+func (r *stagingRows) Err() error { return r.srcErr }
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// ensurePartition creates the events partition of month m inside the ingest
+// transaction if it does not exist yet. An advisory lock serializes creators
+// so two bodies for a new month do not race on the catalog.
+func (s *Store) ensurePartition(ctx context.Context, tx pgx.Tx, m usage.Month) error {
+	if _, ok := s.partitions.Load(m); ok {
+		return nil
+	}
+	name := partitionName(m)
+	var exists bool
+	// pg_class is read with a fresh snapshot; to_regclass would consult the
+	// catalog cache, which can still miss a partition another transaction
+	// committed while this one waited for the lock.
+	check := `SELECT EXISTS (SELECT 1 FROM pg_class WHERE relname = $1 AND relnamespace = current_schema()::regnamespace)`
+	if err := tx.QueryRow(ctx, check, name).Scan(&exists); err != nil {
+		return fmt.Errorf("check partition %s: %w", name, err)
+	}
+	if !exists {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('tally.events.partition'))`); err != nil {
+			return fmt.Errorf("lock partitions: %w", err)
+		}
+		if err := tx.QueryRow(ctx, check, name).Scan(&exists); err != nil {
+			return fmt.Errorf("check partition %s: %w", name, err)
+		}
+	}
+	if !exists {
+		// The name and bounds come from a parsed Month, never from input text.
+		ddl := fmt.Sprintf(`CREATE TABLE %s PARTITION OF events FOR VALUES FROM ('%s') TO ('%s')`,
+			name, m.Start().Format(time.RFC3339), m.End().Format(time.RFC3339))
+		if _, err := tx.Exec(ctx, ddl); err != nil {
+			return fmt.Errorf("create partition %s: %w", name, err)
+		}
+		return nil // cached once a later body sees it committed
+	}
+	s.partitions.Store(m, struct{}{})
+	return nil
+}
+
+func partitionName(m usage.Month) string {
+	return fmt.Sprintf("events_%04d_%02d", m.Year, int(m.Month))
+}

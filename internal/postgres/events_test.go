@@ -1,0 +1,350 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tallyhq/tally/internal/pgtest"
+	"github.com/tallyhq/tally/internal/postgres"
+	"github.com/tallyhq/tally/internal/usage"
+)
+
+var clock = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+
+// sliceSource feeds events to RecordEvents; err is what Err reports.
+type sliceSource struct {
+	events []usage.Event
+	i      int
+	err    error
+}
+
+func (s *sliceSource) Next() (usage.Event, error) {
+	if s.i >= len(s.events) {
+		return usage.Event{}, io.EOF
+	}
+	s.i++
+	return s.events[s.i-1], nil
+}
+
+func (s *sliceSource) Err() error { return s.err }
+
+func events(es ...usage.Event) *sliceSource { return &sliceSource{events: es} }
+
+func ev(id, identity string, at string) usage.Event {
+	t, err := time.Parse(time.RFC3339Nano, at)
+	if err != nil {
+		panic(err)
+	}
+	return usage.Event{ID: id, Activity: usage.Send, Source: usage.SDK, ServiceSID: "IS1", Identity: identity, OccurredAt: t}
+}
+
+// newStore returns a store on a fresh database with one account.
+func newStore(t *testing.T) (*postgres.Store, *pgxpool.Pool, string) {
+	t.Helper()
+	pool, _ := pgtest.NewDB(t)
+	s := postgres.New(pool, func() time.Time { return clock })
+	a, err := s.CreateAccount(t.Context(), "Acme", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, pool, a.SID
+}
+
+func record(t *testing.T, s *postgres.Store, account string, src postgres.EventSource) postgres.IngestResult {
+	t.Helper()
+	res, err := s.RecordEvents(t.Context(), account, src)
+	if err != nil {
+		t.Fatalf("RecordEvents: %v", err)
+	}
+	return res
+}
+
+func count(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) int64 {
+	t.Helper()
+	var n int64
+	if err := pool.QueryRow(t.Context(), sql, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return n
+}
+
+func activeUsers(t *testing.T, s *postgres.Store, account, month string) int64 {
+	t.Helper()
+	m, err := usage.ParseMonth(month)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.ActiveUsers(t.Context(), account, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestRetryCountsDuplicatesAndChangesNothing(t *testing.T) {
+	s, pool, ac := newStore(t)
+	batch := []usage.Event{
+		ev("e1", "alice", "2026-10-05T12:00:00Z"),
+		ev("e2", "bob", "2026-10-06T12:00:00Z"),
+		ev("e3", "alice", "2026-10-07T12:00:00Z"),
+	}
+	got := record(t, s, ac, events(batch...))
+	if got != (postgres.IngestResult{Accepted: 3}) {
+		t.Fatalf("first post = %+v, want 3 accepted", got)
+	}
+	rollup := func() string {
+		var out string
+		err := pool.QueryRow(t.Context(), `SELECT string_agg(format('%s|%s|%s|%s|%s', identity, events, first_event_id, first_at, last_at), ';' ORDER BY identity) FROM month_users`).Scan(&out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	before := rollup()
+
+	got = record(t, s, ac, events(batch...))
+	if got != (postgres.IngestResult{Duplicates: 3}) {
+		t.Fatalf("retry = %+v, want 3 duplicates", got)
+	}
+	// A retry that carries another occurred_at is still the same event.
+	moved := ev("e1", "alice", "2026-09-01T00:00:00Z")
+	got = record(t, s, ac, events(moved))
+	if got != (postgres.IngestResult{Duplicates: 1}) {
+		t.Fatalf("retry with another occurred_at = %+v, want 1 duplicate", got)
+	}
+	if after := rollup(); after != before {
+		t.Fatalf("rollup changed on retry:\n%s\n%s", before, after)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM events`); n != 3 {
+		t.Fatalf("%d events stored, want 3", n)
+	}
+	if n := activeUsers(t, s, ac, "2026-09"); n != 0 {
+		t.Fatalf("September has %d active users, want 0", n)
+	}
+	if n := activeUsers(t, s, ac, "2026-10"); n != 2 {
+		t.Fatalf("October has %d active users, want 2", n)
+	}
+}
+
+func TestIdempotencyIsPerAccount(t *testing.T) {
+	s, pool, ac := newStore(t)
+	other, err := s.CreateAccount(t.Context(), "Other", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := ev("same-id", "alice", "2026-10-05T12:00:00Z")
+	record(t, s, ac, events(e))
+	if got := record(t, s, other.SID, events(e)); got.Accepted != 1 {
+		t.Fatalf("other account's post = %+v, want accepted", got)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM events`); n != 2 {
+		t.Fatalf("%d events, want 2", n)
+	}
+}
+
+func TestRepeatedIDWithinBodyIsDuplicate(t *testing.T) {
+	s, pool, ac := newStore(t)
+	got := record(t, s, ac, events(
+		ev("e1", "alice", "2026-10-05T12:00:00Z"),
+		ev("e1", "bob", "2026-10-05T12:00:00Z"),
+		ev("e2", "bob", "2026-10-05T12:00:00Z"),
+	))
+	if got != (postgres.IngestResult{Accepted: 2, Duplicates: 1}) {
+		t.Fatalf("got %+v, want 2 accepted 1 duplicate", got)
+	}
+	// The first occurrence wins.
+	if n := count(t, pool, `SELECT count(*) FROM events WHERE event_id = 'e1' AND identity = 'alice'`); n != 1 {
+		t.Fatal("first occurrence of e1 not stored")
+	}
+}
+
+func TestInvalidBodyStoresNothing(t *testing.T) {
+	s, pool, ac := newStore(t)
+	src := events(ev("e1", "alice", "2026-10-05T12:00:00Z"), ev("e2", "bob", "2026-10-05T12:00:00Z"))
+	src.err = &usage.ValidationError{Errors: []usage.FieldError{{Index: 2, Field: "source", Message: "bad"}}}
+	_, err := s.RecordEvents(t.Context(), ac, src)
+	var verr *usage.ValidationError
+	if !errors.As(err, &verr) {
+		t.Fatalf("err = %v, want the validation error", err)
+	}
+	for _, table := range []string{"events", "event_ids", "month_users", "users"} {
+		if n := count(t, pool, `SELECT count(*) FROM `+table); n != 0 {
+			t.Errorf("%s holds %d rows after a refused body", table, n)
+		}
+	}
+}
+
+func TestMonthBoundaries(t *testing.T) {
+	s, pool, ac := newStore(t)
+	record(t, s, ac, events(
+		ev("oct-last", "a", "2026-10-31T23:59:59.999999Z"),
+		ev("nov-first", "b", "2026-11-01T00:00:00Z"),
+		ev("offset-oct", "c", "2026-11-01T04:59:59+05:00"),
+		ev("offset-nov", "d", "2026-11-01T05:00:00+05:00"),
+	))
+	tests := []struct {
+		id, month string
+	}{{"oct-last", "2026-10-01"}, {"nov-first", "2026-11-01"}, {"offset-oct", "2026-10-01"}, {"offset-nov", "2026-11-01"}}
+	for _, tt := range tests {
+		var month string
+		err := pool.QueryRow(t.Context(), `SELECT month::text FROM month_users WHERE first_event_id = $1`, tt.id).Scan(&month)
+		if err != nil || month != tt.month {
+			t.Errorf("%s in month %q (%v), want %s", tt.id, month, err, tt.month)
+		}
+		var part string
+		err = pool.QueryRow(t.Context(), `SELECT tableoid::regclass::text FROM events WHERE event_id = $1`, tt.id).Scan(&part)
+		if err != nil || part != "events_"+tt.month[:4]+"_"+tt.month[5:7] {
+			t.Errorf("%s stored in partition %q (%v)", tt.id, part, err)
+		}
+	}
+	if a, b := activeUsers(t, s, ac, "2026-10"), activeUsers(t, s, ac, "2026-11"); a != 2 || b != 2 {
+		t.Fatalf("October %d, November %d active users, want 2 and 2", a, b)
+	}
+}
+
+func TestPartitionsOnDemandForAnyMonth(t *testing.T) {
+	s, pool, ac := newStore(t)
+	record(t, s, ac, events(ev("old", "a", "2000-01-01T00:00:00Z"), ev("y2k9", "a", "2009-06-15T00:00:00Z")))
+	if n := count(t, pool, `SELECT count(*) FROM pg_inherits WHERE inhparent = 'events'::regclass`); n != 2 {
+		t.Fatalf("%d partitions, want 2", n)
+	}
+}
+
+// TestRollupMatchesEvents posts random events in random batches and checks
+// every rollup figure against a scan of the events.
+func TestRollupMatchesEvents(t *testing.T) {
+	s, pool, ac := newStore(t)
+	rng := rand.New(rand.NewPCG(1, 2))
+	start := time.Date(2026, 8, 1, 0, 0, 0, 0, time.UTC)
+	var all []usage.Event
+	for i := 0; i < 3000; i++ {
+		a := usage.Activities[rng.IntN(8)]
+		src := usage.SDK
+		if a == usage.Create || a == usage.Update || (a.Allows(usage.REST) && rng.IntN(2) == 0) {
+			src = usage.REST
+		}
+		e := usage.Event{
+			ID:         fmt.Sprintf("e%d", rng.IntN(2500)), // some ids repeat
+			Activity:   a,
+			Source:     src,
+			ServiceSID: fmt.Sprintf("IS%d", rng.IntN(3)),
+			Identity:   fmt.Sprintf("user-%d", rng.IntN(150)),
+			OccurredAt: start.Add(time.Duration(rng.Int64N(int64(90 * 24 * time.Hour)))),
+		}
+		if rng.IntN(3) == 0 {
+			e.EndpointID = fmt.Sprintf("ep-%d", rng.IntN(5))
+		}
+		all = append(all, e)
+	}
+	for len(all) > 0 {
+		n := min(len(all), 1+rng.IntN(400))
+		record(t, s, ac, events(all[:n]...))
+		all = all[n:]
+	}
+	const compare = `
+WITH e AS (
+  SELECT date_trunc('month', occurred_at AT TIME ZONE 'UTC')::date AS month, service_sid, identity,
+         count(*) AS events, min(occurred_at) AS first_at, max(occurred_at) AS last_at,
+         (array_agg(event_id ORDER BY occurred_at, event_id))[1] AS first_event_id,
+         (array_agg(activity ORDER BY occurred_at, event_id))[1] AS first_activity,
+         coalesce(array_agg(DISTINCT endpoint_id COLLATE "C" ORDER BY endpoint_id COLLATE "C") FILTER (WHERE endpoint_id IS NOT NULL), '{}') AS endpoints
+  FROM events WHERE account_sid = $1 GROUP BY 1, 2, 3)
+SELECT count(*) FROM e FULL JOIN month_users m USING (month, service_sid, identity)
+WHERE m.account_sid IS NULL OR e.month IS NULL OR e.events <> m.events OR e.first_at <> m.first_at
+   OR e.last_at <> m.last_at OR e.first_event_id <> m.first_event_id
+   OR e.first_activity <> m.first_activity OR e.endpoints <> m.endpoints`
+	if n := count(t, pool, compare, ac); n != 0 {
+		t.Fatalf("%d rollup rows disagree with the events", n)
+	}
+	distinct := count(t, pool, `SELECT count(DISTINCT (service_sid, identity)) FROM events
+		WHERE account_sid = $1 AND occurred_at >= '2026-09-01' AND occurred_at < '2026-10-01'`, ac)
+	if got := activeUsers(t, s, ac, "2026-09"); got != distinct || got == 0 {
+		t.Fatalf("ActiveUsers = %d, count(DISTINCT) = %d", got, distinct)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM users u FULL JOIN (
+		SELECT service_sid, identity, min(occurred_at) f, max(occurred_at) l FROM events GROUP BY 1, 2) e
+		USING (service_sid, identity) WHERE u.first_at IS DISTINCT FROM e.f OR u.last_at IS DISTINCT FROM e.l`); n != 0 {
+		t.Fatalf("%d users rows disagree with the events", n)
+	}
+}
+
+// TestConcurrentOverlappingBatches has 4 clients post batches that share
+// users (and some event ids) for a while: no error (no deadlock), and the
+// counts are exact.
+func TestConcurrentOverlappingBatches(t *testing.T) {
+	t.Parallel()
+	s, pool, ac := newStore(t)
+	duration := 60 * time.Second
+	if testing.Short() {
+		duration = 5 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), duration)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	var mu sync.Mutex
+	sent := map[string]usage.Event{} // first accepted... every id maps to one event
+	for c := 0; c < 4; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(c), 7))
+			for b := 0; ctx.Err() == nil; b++ {
+				batch := make([]usage.Event, 0, 200)
+				for i := 0; i < 200; i++ {
+					// Ids are a function of their content, so whichever client
+					// wins a shared id stores the same event.
+					u := rng.IntN(300)
+					day := rng.IntN(60)
+					id := fmt.Sprintf("u%d-d%d-%d", u, day, rng.IntN(3))
+					batch = append(batch, usage.Event{ID: id, Activity: usage.Join, Source: usage.SDK,
+						ServiceSID: "IS1", Identity: fmt.Sprintf("user-%d", u),
+						OccurredAt: time.Date(2026, 9, 1, 0, 0, 0, 0, time.UTC).AddDate(0, 0, day)})
+				}
+				// Shuffled, so that lock order comes from the store, not the client.
+				rng.Shuffle(len(batch), func(i, j int) { batch[i], batch[j] = batch[j], batch[i] })
+				if _, err := s.RecordEvents(context.WithoutCancel(ctx), ac, events(batch...)); err != nil {
+					errc <- fmt.Errorf("client %d batch %d: %w", c, b, err)
+					return
+				}
+				mu.Lock()
+				for _, e := range batch {
+					sent[e.ID] = e
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Fatal(err)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM events`); n != int64(len(sent)) {
+		t.Fatalf("%d events stored, %d distinct ids sent", n, len(sent))
+	}
+	want := map[string]map[string]bool{}
+	for _, e := range sent {
+		m := usage.MonthOf(e.OccurredAt).String()
+		if want[m] == nil {
+			want[m] = map[string]bool{}
+		}
+		want[m][e.Identity] = true
+	}
+	for m, users := range want {
+		if got := activeUsers(t, s, ac, m); got != int64(len(users)) {
+			t.Errorf("%s: %d active users, want %d", m, got, len(users))
+		}
+	}
+	if n := count(t, pool, `SELECT coalesce(sum(events), 0) FROM month_users`); n != int64(len(sent)) {
+		t.Fatalf("rollup counts %d events, want %d", n, len(sent))
+	}
+}

@@ -1,0 +1,86 @@
+// Package postgres holds every SQL statement of tally. Its methods are named
+// for what the service does (RecordEvents, RevokeKey), own their
+// transactions, and translate driver errors into usage error kinds at this
+// boundary.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tallyhq/tally/internal/usage"
+)
+
+// Store is tally's PostgreSQL store.
+type Store struct {
+	pool *pgxpool.Pool
+	now  func() time.Time
+
+	// partitions caches the months whose events partition is known to
+	// exist; partitions are never dropped, so the cache never goes stale.
+	partitions sync.Map // usage.Month → struct{}
+}
+
+// New returns a Store on pool. now is the clock; "now" is read once per
+// transaction.
+func New(pool *pgxpool.Pool, now func() time.Time) *Store {
+	if now == nil {
+		now = time.Now
+	}
+	return &Store{pool: pool, now: now}
+}
+
+// Pool returns the underlying pool, for health checks and migrations.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.pool.Ping(ctx); err != nil {
+		return translate(fmt.Errorf("ping: %w", err))
+	}
+	return nil
+}
+
+// inTx runs fn in one transaction, committing when fn returns nil.
+func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	return translate(pgx.BeginFunc(ctx, s.pool, fn))
+}
+
+// translate maps driver errors to usage error kinds: no rows → not found,
+// unique violation → conflict, and every sign of an unreachable or
+// restarting database → unavailable (the API answers 503 with Retry-After).
+func translate(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("%w: %w", usage.ErrNotFound, err)
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch {
+		case pgErr.Code == "23505":
+			return fmt.Errorf("%w: %w", usage.ErrConflict, err)
+		case pgErr.Code[:2] == "08", // connection exception
+			pgErr.Code == "57P01", pgErr.Code == "57P02", pgErr.Code == "57P03", // shutting down, starting up
+			pgErr.Code == "53300": // too many connections
+			return fmt.Errorf("%w: %w", usage.ErrUnavailable, err)
+		}
+		return err
+	}
+	var connErr *pgconn.ConnectError
+	var netErr net.Error
+	if errors.As(err, &connErr) || errors.As(err, &netErr) || pgconn.SafeToRetry(err) ||
+		errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w: %w", usage.ErrUnavailable, err)
+	}
+	return err
+}
