@@ -56,6 +56,8 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+func newEnvPool(t *testing.T) (*pgxpool.Pool, string) { return pgtest.NewDB(t) }
+
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	pool, _ := pgtest.NewDB(t)

@@ -40,5 +40,8 @@ func (s *Server) postEvents(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	s.metrics.events.WithLabelValues("accepted").Add(float64(res.Accepted))
+	s.metrics.events.WithLabelValues("duplicate").Add(float64(res.Duplicates))
+	s.metrics.events.WithLabelValues("late").Add(float64(res.Late))
 	return c.JSON(http.StatusOK, res)
 }

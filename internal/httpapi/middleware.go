@@ -45,6 +45,7 @@ func (s *Server) requestLog(next echo.HandlerFunc) echo.HandlerFunc {
 			c.Error(err) // writes the problem document so the status is known
 		}
 		p := principal(c)
+		s.metrics.observe(c, time.Since(start))
 		s.log.LogAttrs(c.Request().Context(), slog.LevelInfo, "request",
 			slog.String("request_id", id),
 			slog.String("method", c.Request().Method),

@@ -31,12 +31,13 @@ type Config struct {
 
 // Server holds what handlers share.
 type Server struct {
-	store *postgres.Store
-	box   *secrets.Box
-	log   *slog.Logger
-	now   func() time.Time
-	keys  *keyCache
-	ready func(*http.Request) error
+	store   *postgres.Store
+	box     *secrets.Box
+	log     *slog.Logger
+	now     func() time.Time
+	keys    *keyCache
+	ready   func(*http.Request) error
+	metrics *metrics
 
 	accounts sync.Map // account SIDs known to exist
 }
@@ -54,8 +55,9 @@ func New(cfg Config) *echo.Echo {
 	}
 	s := &Server{
 		store: cfg.Store, box: cfg.Box, log: cfg.Logger, now: cfg.Now,
-		keys:  newKeyCache(cfg.Store, cfg.Box, cfg.KeyTTL),
-		ready: cfg.Ready,
+		keys:    newKeyCache(cfg.Store, cfg.Box, cfg.KeyTTL),
+		ready:   cfg.Ready,
+		metrics: newMetrics(cfg.Store.Pool()),
 	}
 	e := echo.New()
 	e.HideBanner = true
@@ -71,6 +73,8 @@ func (s *Server) routes(e *echo.Echo) {
 
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
+	e.GET("/metrics", s.metrics.handler())
+	e.GET("/openapi.yaml", s.openapi)
 
 	v1 := e.Group("/v1", s.authenticate)
 	v1.POST("/accounts", s.createAccount)

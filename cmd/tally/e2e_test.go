@@ -1,0 +1,226 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// buildTally builds the binary once for the end-to-end tests.
+func buildTally(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "tally")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func cleanEnv(extra ...string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "DATABASE_URL=") && !strings.HasPrefix(kv, "TALLY_") {
+			env = append(env, kv)
+		}
+	}
+	return append(env, extra...)
+}
+
+func TestServeRefusesWithoutConfig(t *testing.T) {
+	bin := buildTally(t)
+	tests := []struct {
+		name string
+		env  []string
+		want string
+	}{
+		{"no database", nil, "DATABASE_URL is not set"},
+		{"no master key", []string{"DATABASE_URL=postgres://x@127.0.0.1:1/x"}, "TALLY_MASTER_KEY is not set"},
+		{"short master key", []string{"DATABASE_URL=postgres://x@127.0.0.1:1/x", "TALLY_MASTER_KEY=c2hvcnQ="}, "TALLY_MASTER_KEY is invalid"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd := exec.Command(bin, "serve")
+			cmd.Env = cleanEnv(tt.env...)
+			out, err := cmd.CombinedOutput()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() == 0 {
+				t.Fatalf("serve exited with %v, want failure", err)
+			}
+			if !strings.Contains(string(out), tt.want) {
+				t.Fatalf("output %q does not say %q", out, tt.want)
+			}
+		})
+	}
+}
+
+type devProcess struct {
+	cmd    *exec.Cmd
+	stdout *strings.Builder
+	done   chan error
+}
+
+// startDev runs `tally dev` on a free port and waits until /readyz answers.
+func startDev(t *testing.T, bin, dataDir string) (*devProcess, credentials) {
+	t.Helper()
+	cmd := exec.Command(bin, "dev", "--addr", "127.0.0.1:0", "--data-dir", dataDir)
+	cmd.Env = cleanEnv()
+	out := &strings.Builder{}
+	pr, pw := io.Pipe()
+	cmd.Stdout = pw
+	cmd.Stderr = io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &devProcess{cmd: cmd, stdout: out, done: make(chan error, 1)}
+	go func() { p.done <- cmd.Wait(); pw.Close() }()
+	banner := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(pr)
+		closed := false
+		for sc.Scan() {
+			out.WriteString(sc.Text() + "\n")
+			if !closed && strings.Contains(sc.Text(), "Ctrl-C stops") {
+				close(banner)
+				closed = true
+			}
+		}
+	}()
+	t.Cleanup(func() { p.cmd.Process.Kill() })
+	select {
+	case <-banner:
+	case err := <-p.done:
+		t.Fatalf("tally dev exited early: %v\n%s", err, out)
+	case <-time.After(90 * time.Second):
+		t.Fatalf("tally dev did not print its banner\n%s", out)
+	}
+	var c credentials
+	b, err := os.ReadFile(filepath.Join(dataDir, "credentials.json"))
+	if err != nil || json.Unmarshal(b, &c) != nil {
+		t.Fatalf("credentials.json: %v %s", err, b)
+	}
+	if !strings.Contains(out.String(), c.Account.APIKeySID) || !strings.Contains(out.String(), "curl -u") {
+		t.Fatalf("banner lacks the demo key or the curl:\n%s", out)
+	}
+	resp, err := http.Get(c.BaseURL + "/readyz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("readyz: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	return p, c
+}
+
+// stop sends SIGTERM and expects a clean exit with the cluster stopped.
+func (p *devProcess) stop(t *testing.T, dataDir string) {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Fatalf("tally dev exited with %v after SIGTERM", err)
+		}
+	case <-time.After(45 * time.Second):
+		t.Fatal("tally dev did not exit within 45s of SIGTERM")
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, "postgres", "postmaster.pid")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the cluster is still running (postmaster.pid: %v)", err)
+	}
+}
+
+func postEvent(t *testing.T, c credentials, key credentialKey, id string) (int, string) {
+	t.Helper()
+	body := `{"events":[{"id":"` + id + `","activity":"send","source":"sdk","service_sid":"IS1","identity":"alice@example.com","occurred_at":"2026-10-05T12:00:00Z"}]}`
+	req, _ := http.NewRequest("POST", c.BaseURL+"/v1/accounts/"+c.Account.AccountSID+"/events", strings.NewReader(body))
+	req.SetBasicAuth(key.APIKeySID, key.APIKeySecret)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(string(b))
+}
+
+// TestDevEndToEnd drives the built binary as a new user would: tally dev,
+// an event with the demo key, the admin commands against its database, a
+// clean stop, and a second start that reuses the cluster and credentials.
+func TestDevEndToEnd(t *testing.T) {
+	bin := buildTally(t)
+	dataDir := filepath.Join(t.TempDir(), "d")
+	dev, creds := startDev(t, bin, dataDir)
+
+	if st, body := postEvent(t, creds, creds.Account, "evt-1"); st != 200 || body != `{"accepted":1,"duplicates":0,"late":0}` {
+		t.Fatalf("post: %d %s", st, body)
+	}
+
+	// The admin commands, pointed at the dev database with the dev master key.
+	master, err := os.ReadFile(filepath.Join(dataDir, "master.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(bin, args...)
+		cmd.Env = cleanEnv("DATABASE_URL="+creds.DatabaseURL, "TALLY_MASTER_KEY="+strings.TrimSpace(string(master)))
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("tally %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	if out := cli("migrate", "status"); !strings.Contains(out, "applied") {
+		t.Fatalf("migrate status:\n%s", out)
+	}
+	field := func(out, name string) string {
+		for _, line := range strings.Split(out, "\n") {
+			if f := strings.Fields(line); len(f) == 2 && f[0] == name {
+				return f[1]
+			}
+		}
+		t.Fatalf("no %s in %q", name, out)
+		return ""
+	}
+	out := cli("keys", "create", "--account", creds.Account.AccountSID, "--role", "ingest")
+	ingest := credentialKey{AccountSID: creds.Account.AccountSID, APIKeySID: field(out, "api_key_sid"), APIKeySecret: field(out, "api_key_secret")}
+	if st, _ := postEvent(t, creds, ingest, "evt-2"); st != 200 {
+		t.Fatalf("post with a CLI-made key: %d", st)
+	}
+	cli("keys", "revoke", ingest.APIKeySID)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st, _ := postEvent(t, creds, ingest, "evt-3")
+		if st == 401 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("revoked key still answered %d after 5s", st)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	out = cli("accounts", "create", "--name", "Beta")
+	if !strings.HasPrefix(field(out, "account_sid"), "AC") || !strings.HasPrefix(field(out, "api_key_sid"), "SK") {
+		t.Fatalf("accounts create:\n%s", out)
+	}
+
+	dev.stop(t, dataDir)
+
+	// A second start reuses the cluster and the credentials.
+	dev2, creds2 := startDev(t, bin, dataDir)
+	if creds2.Account != creds.Account || creds2.Platform != creds.Platform {
+		t.Fatalf("credentials changed across restarts: %+v vs %+v", creds2, creds)
+	}
+	if st, body := postEvent(t, creds2, creds2.Account, "evt-1"); st != 200 || body != `{"accepted":0,"duplicates":1,"late":0}` {
+		t.Fatalf("repost after restart: %d %s", st, body)
+	}
+	dev2.stop(t, dataDir)
+}
