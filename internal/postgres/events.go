@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
+	"sort"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -110,6 +112,43 @@ ON CONFLICT (account_sid, service_sid, identity) DO UPDATE SET
     last_at = greatest(u.last_at, EXCLUDED.last_at)
 WHERE EXCLUDED.first_at < u.first_at OR EXCLUDED.last_at > u.last_at`
 
+// insertAccountMonths notes the months the account has events in, for the
+// scheduler. DO NOTHING leaves existing rows unlocked, so concurrent bodies
+// for one month do not queue on its row.
+const insertAccountMonths = `INSERT INTO account_months (account_sid, month)
+SELECT DISTINCT $1, month FROM ingest_staging WHERE fresh ORDER BY 2
+ON CONFLICT DO NOTHING`
+
+const lockMonthsShared = `SELECT pg_advisory_xact_lock_shared(k) FROM (SELECT unnest($1::bigint[]) AS k ORDER BY 1) AS keys`
+
+// countLate counts the fresh events of months that already have a final
+// version.
+const countLate = `SELECT s.month, count(*) FROM ingest_staging s
+JOIN account_months a ON a.account_sid = $1 AND a.month = s.month AND a.final_version IS NOT NULL
+WHERE s.fresh GROUP BY s.month ORDER BY s.month`
+
+// markLate counts late events and flags their months for a revision.
+func markLate(ctx context.Context, tx pgx.Tx, accountSID string) (int64, error) {
+	rows, _ := tx.Query(ctx, countLate, accountSID)
+	type lateMonth struct {
+		Month time.Time
+		N     int64
+	}
+	late, err := pgx.CollectRows(rows, pgx.RowToStructByPos[lateMonth])
+	if err != nil {
+		return 0, fmt.Errorf("count late events: %w", err)
+	}
+	var total int64
+	for _, l := range late { // in month order, like every other writer
+		total += l.N
+		if _, err := tx.Exec(ctx, `UPDATE account_months SET revision_due = true
+			WHERE account_sid = $1 AND month = $2 AND NOT revision_due`, accountSID, l.Month); err != nil {
+			return 0, fmt.Errorf("flag revision: %w", err)
+		}
+	}
+	return total, nil
+}
+
 // RecordEvents stores the events of one body for an account, all or
 // nothing, and returns only after commit. An event whose id the account
 // already sent is a duplicate, whatever else it carries; so is a repeat of an
@@ -132,10 +171,17 @@ func (s *Store) RecordEvents(ctx context.Context, accountSID string, src EventSo
 		if err := src.Err(); err != nil {
 			return err
 		}
-		for m := range rows.months {
+		months := sortedMonths(rows.months)
+		for _, m := range months {
 			if err := s.ensurePartition(ctx, tx, m); err != nil {
 				return err
 			}
+		}
+		// Shared month locks: the report job takes them exclusively, so it
+		// never finalizes a month while a body for it is in flight, and a
+		// body that commits after a version sees it and counts as late.
+		if _, err := tx.Exec(ctx, lockMonthsShared, monthLockKeys(accountSID, months)); err != nil {
+			return fmt.Errorf("lock months: %w", err)
 		}
 		tag, err := tx.Exec(ctx, markFresh, accountSID)
 		if err != nil {
@@ -146,19 +192,24 @@ func (s *Store) RecordEvents(ctx context.Context, accountSID string, src EventSo
 		if res.Accepted == 0 {
 			return nil
 		}
-		for _, q := range [...]struct{ name, sql string }{
-			{"insert events", insertEvents},
-			{"update month rollup", upsertMonthUsers},
-			{"update users", upsertUsers},
+		for _, q := range [...]struct {
+			name, sql string
+			args      []any
+		}{
+			{"insert events", insertEvents, []any{accountSID, now}},
+			{"update month rollup", upsertMonthUsers, []any{accountSID, now}},
+			{"update users", upsertUsers, []any{accountSID}},
+			{"record account months", insertAccountMonths, []any{accountSID}},
 		} {
-			args := []any{accountSID, now}
-			if q.sql == upsertUsers {
-				args = args[:1]
-			}
-			if _, err := tx.Exec(ctx, q.sql, args...); err != nil {
+			if _, err := tx.Exec(ctx, q.sql, q.args...); err != nil {
 				return fmt.Errorf("%s: %w", q.name, err)
 			}
 		}
+		late, err := markLate(ctx, tx, accountSID)
+		if err != nil {
+			return err
+		}
+		res.Late = late
 		return nil
 	})
 	if err != nil {
@@ -251,6 +302,32 @@ func (s *Store) ensurePartition(ctx context.Context, tx pgx.Tx, m usage.Month) e
 	}
 	s.partitions.Store(m, struct{}{})
 	return nil
+}
+
+func sortedMonths(set map[usage.Month]struct{}) []usage.Month {
+	ms := make([]usage.Month, 0, len(set))
+	for m := range set {
+		ms = append(ms, m)
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].Start().Before(ms[j].Start()) })
+	return ms
+}
+
+// monthLockKey is the advisory lock key of one account-month, shared by
+// ingestion (shared) and the report job (exclusive). A collision between
+// two account-months only makes one wait for the other.
+func monthLockKey(accountSID string, m usage.Month) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("tally.month\x00" + accountSID + "\x00" + m.String()))
+	return int64(h.Sum64())
+}
+
+func monthLockKeys(accountSID string, ms []usage.Month) []int64 {
+	keys := make([]int64, len(ms))
+	for i, m := range ms {
+		keys[i] = monthLockKey(accountSID, m)
+	}
+	return keys
 }
 
 func partitionName(m usage.Month) string {
