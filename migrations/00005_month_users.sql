@@ -1,7 +1,10 @@
 -- The per-month rollup: one row per active user (account, month, service,
 -- identity), kept in the same transaction as the events so that a month's
 -- active users are read without scanning events and never disagree with them.
--- activities and sources are bit sets (see usage.Activity and usage.Source).
+-- activities and sources are bit sets (see usage.Activity and usage.Source);
+-- identity_flags classifies the identity once (usage.IdentityFlags) so that
+-- admin statistics count reserved-character and random-like identities
+-- without re-reading them.
 -- +goose Up
 CREATE TABLE month_users (
     account_sid      text COLLATE "C" NOT NULL,
@@ -16,6 +19,7 @@ CREATE TABLE month_users (
     activities       smallint NOT NULL,
     sources          smallint NOT NULL,
     endpoints        text[] COLLATE "C" NOT NULL DEFAULT '{}',
+    identity_flags   smallint NOT NULL DEFAULT 0,
     last_received_at timestamptz NOT NULL,
     PRIMARY KEY (account_sid, month, service_sid, identity)
 );

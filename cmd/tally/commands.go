@@ -36,7 +36,7 @@ func newRootCommand(getenv func(string) string, stdout, stderr io.Writer) *cobra
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(e.devCommand(), e.serveCommand(), e.migrateCommand(), e.accountsCommand(), e.keysCommand(), e.healthcheckCommand())
+	root.AddCommand(e.devCommand(), e.serveCommand(), e.migrateCommand(), e.accountsCommand(), e.keysCommand(), e.healthcheckCommand(), e.reportCommand())
 	return root
 }
 

@@ -20,6 +20,9 @@ import (
 	"github.com/tallyhq/tally/internal/usage"
 )
 
+// demoRateCard prices the demo account like the contract's example.
+const demoRateCard = `{"currency":"USD","free_users":200,"tiers":[{"up_to":1000,"unit_price":"0.05"},{"up_to":null,"unit_price":"0.03"}]}`
+
 // credentials is credentials.json (CONTRACT §10).
 type credentials struct {
 	BaseURL     string        `json:"base_url"`
@@ -109,7 +112,7 @@ func (e *env) dev(ctx context.Context, addr, dataDir string) error {
 		return err
 	}
 	e.banner(creds, credsPath)
-	return serveAPI(ctx, ln, pool, box, log)
+	return e.serveAPI(ctx, ln, pool, box, log)
 }
 
 // createDatabase creates db on the server behind maintenanceURL unless it
@@ -175,6 +178,9 @@ func devCredentials(ctx context.Context, store *postgres.Store, box *secrets.Box
 	}
 	dk, dsecret, err := httpapi.CreateKey(ctx, store, box, demo.SID, usage.RoleAdmin, "tally dev demo admin")
 	if err != nil {
+		return c, err
+	}
+	if err := store.SetRateCard(ctx, demo.SID, json.RawMessage(demoRateCard)); err != nil {
 		return c, err
 	}
 	c.Platform = credentialKey{AccountSID: platform.SID, APIKeySID: pk.SID, APIKeySecret: psecret}

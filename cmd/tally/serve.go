@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
+	"github.com/tallyhq/tally/internal/billing"
 	"github.com/tallyhq/tally/internal/httpapi"
 	"github.com/tallyhq/tally/internal/postgres"
 	"github.com/tallyhq/tally/internal/secrets"
@@ -57,7 +58,7 @@ func (e *env) serveCommand() *cobra.Command {
 				return fmt.Errorf("listen on %s: %w", addr, err)
 			}
 			log.Info("serving", "addr", ln.Addr().String())
-			return serveAPI(ctx, ln, pool, box, log)
+			return e.serveAPI(ctx, ln, pool, box, log)
 		}}
 	cmd.Flags().BoolVar(&migrate, "migrate", false, "apply pending migrations before serving")
 	return cmd
@@ -65,11 +66,20 @@ func (e *env) serveCommand() *cobra.Command {
 
 // serveAPI serves the API on ln until ctx ends, then stops accepting and
 // lets requests in flight finish for up to shutdownGrace.
-func serveAPI(ctx context.Context, ln net.Listener, pool *pgxpool.Pool, box *secrets.Box, log *slog.Logger) error {
+func (e *env) serveAPI(ctx context.Context, ln net.Listener, pool *pgxpool.Pool, box *secrets.Box, log *slog.Logger) error {
+	grace, err := e.finalizeAfter()
+	if err != nil {
+		return err
+	}
+	every, err := e.duration("TALLY_REPORT_INTERVAL", 10*time.Minute)
+	if err != nil {
+		return err
+	}
 	store := postgres.New(pool, time.Now)
+	job := &billing.Job{Store: store, Now: time.Now, FinalizeAfter: grace, Log: log}
 	var migrated atomic.Bool
 	handler := httpapi.New(httpapi.Config{
-		Store: store, Box: box, Logger: log, Now: time.Now,
+		Store: store, Box: box, Logger: log, Now: time.Now, Job: job,
 		Ready: func(r *http.Request) error {
 			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 			defer cancel()
@@ -104,6 +114,12 @@ func serveAPI(ctx context.Context, ln net.Listener, pool *pgxpool.Pool, box *sec
 		IdleTimeout:  2 * time.Minute,
 		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	// The scheduler shares the handler's job, so its runs show in /metrics.
+	jobCtx, stopJob := context.WithCancel(ctx)
+	jobDone := make(chan struct{})
+	go func() { job.Schedule(jobCtx, every); close(jobDone) }()
+	defer func() { stopJob(); <-jobDone }()
+
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

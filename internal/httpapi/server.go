@@ -11,6 +11,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/tallyhq/tally/internal/billing"
 	"github.com/tallyhq/tally/internal/postgres"
 	"github.com/tallyhq/tally/internal/secrets"
 	"github.com/tallyhq/tally/internal/usage"
@@ -25,6 +26,9 @@ type Config struct {
 	// KeyTTL is how long a verified key is trusted before it is checked
 	// again; it bounds how long a revoked key keeps working. Default 2s.
 	KeyTTL time.Duration
+	// Job runs the monthly report job for POST …/run; its clock and grace
+	// period are the scheduler's.
+	Job *billing.Job
 	// Ready reports whether the database is reachable and migrated.
 	Ready func(*http.Request) error
 }
@@ -38,6 +42,7 @@ type Server struct {
 	keys    *keyCache
 	ready   func(*http.Request) error
 	metrics *metrics
+	job     *billing.Job
 
 	accounts sync.Map // account SIDs known to exist
 }
@@ -58,6 +63,16 @@ func New(cfg Config) *echo.Echo {
 		keys:    newKeyCache(cfg.Store, cfg.Box, cfg.KeyTTL),
 		ready:   cfg.Ready,
 		metrics: newMetrics(cfg.Store.Pool()),
+		job:     cfg.Job,
+	}
+	if s.job == nil {
+		s.job = &billing.Job{Store: cfg.Store, Now: cfg.Now}
+	}
+	if s.job.Observe == nil {
+		s.job.Observe = func(outcome string, d time.Duration) {
+			s.metrics.reportRun.WithLabelValues(outcome).Inc()
+			s.metrics.reportDur.Observe(d.Seconds())
+		}
 	}
 	e := echo.New()
 	e.HideBanner = true
@@ -83,6 +98,16 @@ func (s *Server) routes(e *echo.Echo) {
 	v1.GET("/accounts/:account_sid/keys", s.listKeys)
 	v1.DELETE("/accounts/:account_sid/keys/:key_sid", s.revokeKey)
 	v1.POST("/accounts/:account_sid/events", s.postEvents)
+	v1.GET("/accounts/:account_sid/reports", s.listReports)
+	v1.GET("/accounts/:account_sid/reports/:month", s.getReport)
+	v1.GET("/accounts/:account_sid/reports/:month/users", s.getRoster)
+	v1.POST("/accounts/:account_sid/reports/:month/run", s.runReport)
+	v1.GET("/accounts/:account_sid/rate-card", s.getRateCard)
+	v1.PUT("/accounts/:account_sid/rate-card", s.putRateCard)
+	v1.GET("/reports/:month", s.platformReport)
+	v1.GET("/accounts/:account_sid/identities/stats", s.identityStats)
+	v1.GET("/accounts/:account_sid/identities", s.listIdentities)
+	v1.GET("/accounts/:account_sid/services/:service_sid/users/:identity", s.userHistory)
 }
 
 // principal returns who the request acts as (set by authenticate).

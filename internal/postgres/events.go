@@ -48,11 +48,12 @@ const createStaging = `CREATE TEMP TABLE IF NOT EXISTS ingest_staging (
     actor        text,
     channel_sid  text,
     endpoint_id  text COLLATE "C",
+    identity_flags smallint NOT NULL,
     fresh        boolean NOT NULL DEFAULT false
 ) ON COMMIT DELETE ROWS`
 
 var stagingColumns = []string{"id", "occurred_at", "month", "activity", "activity_bit", "source", "source_bit",
-	"service_sid", "identity", "actor", "channel_sid", "endpoint_id"}
+	"service_sid", "identity", "actor", "channel_sid", "endpoint_id", "identity_flags"}
 
 // markFresh claims the body's event ids in the idempotency table. Ids are
 // inserted in sorted order so that concurrent bodies sharing ids wait on each
@@ -75,14 +76,15 @@ FROM ingest_staging WHERE fresh`
 // the same users then lock them in one order and never deadlock (40P01).
 // The first activity is the earliest event, ties broken by event id.
 const upsertMonthUsers = `INSERT INTO month_users AS m (account_sid, month, service_sid, identity,
-    first_activity, first_event_id, first_at, last_at, events, activities, sources, endpoints, last_received_at)
+    first_activity, first_event_id, first_at, last_at, events, activities, sources, endpoints, last_received_at,
+    identity_flags)
 SELECT $1, month, service_sid, identity,
        (array_agg(activity ORDER BY occurred_at, id))[1],
        (array_agg(id ORDER BY occurred_at, id))[1],
        min(occurred_at), max(occurred_at), count(*),
        bit_or(activity_bit), bit_or(source_bit),
        coalesce(array_agg(DISTINCT endpoint_id ORDER BY endpoint_id) FILTER (WHERE endpoint_id IS NOT NULL), '{}'),
-       $2
+       $2, min(identity_flags)
 FROM ingest_staging WHERE fresh
 GROUP BY month, service_sid, identity
 ORDER BY month, service_sid, identity
@@ -251,7 +253,7 @@ func (r *stagingRows) Next() bool {
 		r.months[m] = struct{}{}
 		r.row = []any{e.ID, e.OccurredAt.UTC(), m.Start(), string(e.Activity), e.Activity.Bit(),
 			string(e.Source), e.Source.Bit(), e.ServiceSID, e.Identity,
-			nullable(e.Actor), nullable(e.ChannelSID), nullable(e.EndpointID)}
+			nullable(e.Actor), nullable(e.ChannelSID), nullable(e.EndpointID), usage.IdentityFlags(e.Identity)}
 		return true
 	}
 }

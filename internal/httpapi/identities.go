@@ -1,0 +1,206 @@
+package httpapi
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/tallyhq/tally/internal/postgres"
+	"github.com/tallyhq/tally/internal/usage"
+)
+
+// monthQuery reads the required ?month=YYYY-MM.
+func monthQuery(c echo.Context) (usage.Month, error) {
+	v := c.QueryParam("month")
+	if v == "" {
+		return usage.Month{}, usage.Invalid("month", "is required (YYYY-MM)")
+	}
+	m, err := usage.ParseMonth(v)
+	if err != nil {
+		return usage.Month{}, usage.Invalid("month", "must be YYYY-MM, not %q", v)
+	}
+	return m, nil
+}
+
+// serviceQuery reads the optional ?service_sid=.
+func serviceQuery(c echo.Context) (*string, error) {
+	v := c.QueryParam("service_sid")
+	if v == "" {
+		return nil, nil
+	}
+	if msg := usage.CheckServiceSID(v); msg != "" {
+		return nil, usage.Invalid("service_sid", "%s", msg)
+	}
+	return &v, nil
+}
+
+type identityEventsJSON struct {
+	ServiceSID string `json:"service_sid"`
+	Identity   string `json:"identity"`
+	Events     int64  `json:"events"`
+}
+
+type identityStatsJSON struct {
+	Month                       string               `json:"month"`
+	ServiceSID                  *string              `json:"service_sid"`
+	ActiveIdentities            int64                `json:"active_identities"`
+	NewIdentities               int64                `json:"new_identities"`
+	ReturningIdentities         int64                `json:"returning_identities"`
+	ChurnedIdentities           int64                `json:"churned_identities"`
+	OneTimeIdentities           int64                `json:"one_time_identities"`
+	RESTOnlyIdentities          int64                `json:"rest_only_identities"`
+	MultiEndpointIdentities     int64                `json:"multi_endpoint_identities"`
+	ReservedCharacterIdentities int64                `json:"reserved_character_identities"`
+	RandomLikeIdentities        int64                `json:"random_like_identities"`
+	Events                      int64                `json:"events"`
+	EventsPerIdentity           float64              `json:"events_per_identity"`
+	TopIdentities               []identityEventsJSON `json:"top_identities"`
+}
+
+func (s *Server) identityStats(c echo.Context) error {
+	account := c.Param("account_sid")
+	if err := s.authorize(c, account, usage.RoleAdmin); err != nil {
+		return err
+	}
+	m, err := monthQuery(c)
+	if err != nil {
+		return err
+	}
+	svc, err := serviceQuery(c)
+	if err != nil {
+		return err
+	}
+	st, err := s.store.IdentityStats(c.Request().Context(), account, m, svc)
+	if err != nil {
+		return err
+	}
+	out := identityStatsJSON{
+		Month: m.String(), ServiceSID: svc,
+		ActiveIdentities: st.ActiveIdentities, NewIdentities: st.NewIdentities,
+		ReturningIdentities: st.ReturningIdentities, ChurnedIdentities: st.ChurnedIdentities,
+		OneTimeIdentities: st.OneTimeIdentities, RESTOnlyIdentities: st.RESTOnlyIdentities,
+		MultiEndpointIdentities: st.MultiEndpointIdentities, ReservedCharacterIdentities: st.ReservedCharacterIdentities,
+		RandomLikeIdentities: st.RandomLikeIdentities, Events: st.Events, EventsPerIdentity: st.EventsPerIdentity(),
+		TopIdentities: make([]identityEventsJSON, 0, len(st.TopIdentities)),
+	}
+	for _, t := range st.TopIdentities {
+		out.TopIdentities = append(out.TopIdentities, identityEventsJSON(t))
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+type identityMonthJSON struct {
+	ServiceSID    string    `json:"service_sid"`
+	Identity      string    `json:"identity"`
+	Events        int64     `json:"events"`
+	FirstActiveAt time.Time `json:"first_active_at"`
+	LastActiveAt  time.Time `json:"last_active_at"`
+	Endpoints     []string  `json:"endpoints"`
+}
+
+func (s *Server) listIdentities(c echo.Context) error {
+	account := c.Param("account_sid")
+	if err := s.authorize(c, account, usage.RoleAdmin); err != nil {
+		return err
+	}
+	m, err := monthQuery(c)
+	if err != nil {
+		return err
+	}
+	svc, err := serviceQuery(c)
+	if err != nil {
+		return err
+	}
+	size, err := pageSize(c)
+	if err != nil {
+		return err
+	}
+	q := postgres.IdentityQuery{AccountSID: account, Month: m, ServiceSID: svc, Prefix: c.QueryParam("prefix"), Limit: size + 1}
+	if len(q.Prefix) > usage.MaxIdentityBytes {
+		return usage.Invalid("prefix", "must be at most 256 bytes")
+	}
+	if tok := c.QueryParam("page_token"); tok != "" {
+		t, err := decodeToken(tok)
+		if err != nil {
+			return err
+		}
+		q.AfterService, q.AfterIdentity = t.Service, t.Identity
+	}
+	rows, err := s.store.Identities(c.Request().Context(), q)
+	if err != nil {
+		return err
+	}
+	out := struct {
+		Identities    []identityMonthJSON `json:"identities"`
+		NextPageToken *string             `json:"next_page_token"`
+	}{Identities: make([]identityMonthJSON, 0, min(len(rows), size))}
+	for i, r := range rows {
+		if i == size {
+			t := encodeToken(pageToken{Service: rows[i-1].ServiceSID, Identity: rows[i-1].Identity})
+			out.NextPageToken = &t
+			break
+		}
+		out.Identities = append(out.Identities, identityMonthJSON{ServiceSID: r.ServiceSID, Identity: r.Identity,
+			Events: r.Events, FirstActiveAt: r.FirstActiveAt, LastActiveAt: r.LastActiveAt, Endpoints: r.Endpoints})
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// identityFromPath decodes the last path segment from the escaped path, so
+// %2F (/) and %25 (%) in an identity survive: echo routes on the raw path
+// when the path holds escapes, and the segment is unescaped exactly once.
+func identityFromPath(r *http.Request) (string, error) {
+	p := r.URL.EscapedPath()
+	seg := p[strings.LastIndexByte(p, '/')+1:]
+	id, err := url.PathUnescape(seg)
+	if err != nil {
+		return "", fmt.Errorf("identity %q: %w", seg, usage.ErrNotFound)
+	}
+	if msg := usage.CheckIdentity(id); msg != "" {
+		return "", fmt.Errorf("identity: %s: %w", msg, usage.ErrNotFound)
+	}
+	return id, nil
+}
+
+func (s *Server) userHistory(c echo.Context) error {
+	account := c.Param("account_sid")
+	if err := s.authorize(c, account, usage.RoleAdmin); err != nil {
+		return err
+	}
+	svc := c.Param("service_sid")
+	if msg := usage.CheckServiceSID(svc); msg != "" {
+		return fmt.Errorf("service %q: %w", svc, usage.ErrNotFound)
+	}
+	identity, err := identityFromPath(c.Request())
+	if err != nil {
+		return err
+	}
+	h, err := s.store.UserHistory(c.Request().Context(), account, svc, identity)
+	if err != nil {
+		return err
+	}
+	type monthJSON struct {
+		Month      string           `json:"month"`
+		Events     int64            `json:"events"`
+		Activities []usage.Activity `json:"activities"`
+		Sources    []usage.Source   `json:"sources"`
+		Endpoints  []string         `json:"endpoints"`
+	}
+	out := struct {
+		ServiceSID    string      `json:"service_sid"`
+		Identity      string      `json:"identity"`
+		FirstActiveAt time.Time   `json:"first_active_at"`
+		LastActiveAt  time.Time   `json:"last_active_at"`
+		Months        []monthJSON `json:"months"`
+	}{ServiceSID: h.ServiceSID, Identity: h.Identity, FirstActiveAt: h.FirstActiveAt, LastActiveAt: h.LastActiveAt,
+		Months: make([]monthJSON, 0, len(h.Months))}
+	for _, m := range h.Months {
+		out.Months = append(out.Months, monthJSON{Month: m.Month.String(), Events: m.Events,
+			Activities: m.Activities, Sources: m.Sources, Endpoints: m.Endpoints})
+	}
+	return c.JSON(http.StatusOK, out)
+}
