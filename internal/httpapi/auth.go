@@ -34,8 +34,11 @@ type keyCache struct {
 type keyEntry struct {
 	principal  usage.Principal
 	revoked    bool
-	secretHash [sha256.Size]byte // of the secret in clear; the secret itself is not kept
-	loadedAt   time.Time
+	secretHash [sha256.Size]byte // compared in constant time with the presented secret's
+	// secret signs and verifies access tokens (HMAC needs it in clear); it
+	// lives only in memory and for at most the ttl.
+	secret   []byte
+	loadedAt time.Time
 }
 
 // newKeyCache measures entry age on the wall clock's monotonic reading, not
@@ -89,7 +92,7 @@ func (c *keyCache) entry(ctx context.Context, keySID string) (keyEntry, error) {
 			return keyEntry{}, fmt.Errorf("key %s: %w", keySID, err)
 		}
 		e := keyEntry{principal: rec.Principal, revoked: rec.Revoked,
-			secretHash: sha256.Sum256([]byte(secret)), loadedAt: c.now()}
+			secretHash: sha256.Sum256([]byte(secret)), secret: []byte(secret), loadedAt: c.now()}
 		c.mu.Lock()
 		c.entries[keySID] = e
 		c.mu.Unlock()
