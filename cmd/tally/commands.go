@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -63,7 +64,19 @@ func (e *env) masterBox() (*secrets.Box, error) {
 	if err != nil {
 		return nil, fmt.Errorf("TALLY_MASTER_KEY is invalid: %w (want 32 random bytes in base64)", err)
 	}
-	return secrets.NewBox(k)
+	// During a rotation the old key(s) still open stored secrets.
+	var previous [][]byte
+	for _, p := range strings.Split(e.getenv("TALLY_MASTER_KEY_PREVIOUS"), ",") {
+		if strings.TrimSpace(p) == "" {
+			continue
+		}
+		pk, err := secrets.ParseMasterKey(p)
+		if err != nil {
+			return nil, fmt.Errorf("TALLY_MASTER_KEY_PREVIOUS is invalid: %w", err)
+		}
+		previous = append(previous, pk)
+	}
+	return secrets.NewBox(k, previous...)
 }
 
 // openPool connects to url with bounded waits, so a request never hangs on an
@@ -230,7 +243,27 @@ func (e *env) keysCommand() *cobra.Command {
 			fmt.Fprintf(e.stdout, "revoked %s\n", sid)
 			return nil
 		}}
-	cmd.AddCommand(create, revoke)
+	rewrap := &cobra.Command{Use: "rewrap", Short: "Re-seal every stored key secret under TALLY_MASTER_KEY (old keys in TALLY_MASTER_KEY_PREVIOUS)", Args: cobra.NoArgs,
+		Long: `Rotating the master key without downtime:
+  1. run every replica with TALLY_MASTER_KEY=<new> and TALLY_MASTER_KEY_PREVIOUS=<old>;
+  2. tally keys rewrap (same environment): all secrets are re-sealed under the new key, in one transaction;
+  3. drop TALLY_MASTER_KEY_PREVIOUS.`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			store, box, closeDB, err := e.adminDeps(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer closeDB()
+			n, err := store.RewrapSecrets(cmd.Context(), func(sid string, sealed []byte) ([]byte, error) {
+				return box.Rewrap(sealed, sid)
+			})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "rewrapped %d key secrets\n", n)
+			return nil
+		}}
+	cmd.AddCommand(create, revoke, rewrap)
 	return cmd
 }
 

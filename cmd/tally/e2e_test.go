@@ -9,7 +9,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -66,7 +68,25 @@ func TestServeRefusesWithoutConfig(t *testing.T) {
 type devProcess struct {
 	cmd    *exec.Cmd
 	stdout *strings.Builder
+	stderr *syncBuffer
 	done   chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // startDev runs `tally dev` on a free port and waits until /readyz answers.
@@ -77,11 +97,12 @@ func startDev(t *testing.T, bin, dataDir string) (*devProcess, credentials) {
 	out := &strings.Builder{}
 	pr, pw := io.Pipe()
 	cmd.Stdout = pw
-	cmd.Stderr = io.Discard
+	stderr := &syncBuffer{}
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &devProcess{cmd: cmd, stdout: out, done: make(chan error, 1)}
+	p := &devProcess{cmd: cmd, stdout: out, stderr: stderr, done: make(chan error, 1)}
 	go func() { p.done <- cmd.Wait(); pw.Close() }()
 	banner := make(chan struct{})
 	go func() {
@@ -123,6 +144,11 @@ func startDev(t *testing.T, bin, dataDir string) (*devProcess, credentials) {
 func (p *devProcess) stop(t *testing.T, dataDir string) {
 	t.Helper()
 	p.cmd.Process.Signal(syscall.SIGTERM)
+	p.wait(t, dataDir)
+}
+
+func (p *devProcess) wait(t *testing.T, dataDir string) {
+	t.Helper()
 	select {
 	case err := <-p.done:
 		if err != nil {
@@ -212,7 +238,44 @@ func TestDevEndToEnd(t *testing.T) {
 		t.Fatalf("accounts create:\n%s", out)
 	}
 
-	dev.stop(t, dataDir)
+	// SIGTERM while a 1000-event batch is in flight: the batch completes,
+	// then the process exits 0 and stops its cluster.
+	pr, pw := io.Pipe()
+	req, _ := http.NewRequest("POST", creds.BaseURL+"/v1/accounts/"+creds.Account.AccountSID+"/events", pr)
+	req.SetBasicAuth(creds.Account.APIKeySID, creds.Account.APIKeySecret)
+	req.Header.Set("Content-Type", "application/json")
+	type result struct {
+		status int
+		body   string
+		err    error
+	}
+	resc := make(chan result, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			resc <- result{err: err}
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		resc <- result{status: resp.StatusCode, body: strings.TrimSpace(string(b))}
+	}()
+	var events []string
+	for i := 0; i < 1000; i++ {
+		events = append(events, `{"id":"inflight-`+strconv.Itoa(i)+`","activity":"join","source":"sdk","service_sid":"IS1","identity":"u`+strconv.Itoa(i)+`","occurred_at":"2026-10-05T12:00:00Z"}`)
+	}
+	body := `{"events":[` + strings.Join(events, ",") + `]}`
+	pw.Write([]byte(body[:len(body)/2]))
+	time.Sleep(200 * time.Millisecond) // the request is in flight
+	dev.cmd.Process.Signal(syscall.SIGTERM)
+	time.Sleep(500 * time.Millisecond)
+	pw.Write([]byte(body[len(body)/2:]))
+	pw.Close()
+	res := <-resc
+	if res.err != nil || res.status != 200 || res.body != `{"accepted":1000,"duplicates":0,"late":0}` {
+		t.Fatalf("in-flight batch across SIGTERM: %+v", res)
+	}
+	dev.wait(t, dataDir)
 
 	// A second start reuses the cluster and the credentials.
 	dev2, creds2 := startDev(t, bin, dataDir)
@@ -222,5 +285,55 @@ func TestDevEndToEnd(t *testing.T) {
 	if st, body := postEvent(t, creds2, creds2.Account, "evt-1"); st != 200 || body != `{"accepted":0,"duplicates":1,"late":0}` {
 		t.Fatalf("repost after restart: %d %s", st, body)
 	}
+
+	// Master key rotation: rewrap under a new key, then a server holding only
+	// the new key authenticates the existing keys.
+	newKey := "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="
+	rotate := exec.Command(bin, "keys", "rewrap")
+	rotate.Env = cleanEnv("DATABASE_URL="+creds2.DatabaseURL, "TALLY_MASTER_KEY="+newKey,
+		"TALLY_MASTER_KEY_PREVIOUS="+strings.TrimSpace(string(master)))
+	if out, err := rotate.CombinedOutput(); err != nil || !strings.Contains(string(out), "rewrapped") {
+		t.Fatalf("keys rewrap: %v %s", err, out)
+	}
+	serveErr := &syncBuffer{}
+	serve := exec.Command(bin, "serve")
+	serve.Env = cleanEnv("DATABASE_URL="+creds2.DatabaseURL, "TALLY_MASTER_KEY="+newKey, "TALLY_ADDR=127.0.0.1:0")
+	serve.Stderr = serveErr
+	if err := serve.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer serve.Process.Kill()
+	addr := ""
+	for deadline := time.Now().Add(20 * time.Second); addr == "" && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		for _, line := range strings.Split(serveErr.String(), "\n") {
+			var l struct{ Msg, Addr string }
+			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "serving" {
+				addr = l.Addr
+			}
+		}
+	}
+	if addr == "" {
+		t.Fatalf("serve did not start: %s", serveErr)
+	}
+	rotated := creds2
+	rotated.BaseURL = "http://" + addr
+	if st, body := postEvent(t, rotated, rotated.Account, "evt-rotated"); st != 200 {
+		t.Fatalf("after rotation, the demo key on a new-key-only server: %d %s", st, body)
+	}
+	serve.Process.Signal(syscall.SIGTERM)
+	if err := serve.Wait(); err != nil {
+		t.Fatalf("serve exit after SIGTERM: %v", err)
+	}
 	dev2.stop(t, dataDir)
+
+	// No secret reached a log: the banner on stdout is the one exception.
+	logs := dev.stderr.String() + dev2.stderr.String() + serveErr.String()
+	for _, secret := range []string{creds.Account.APIKeySecret, creds.Platform.APIKeySecret, ingest.APIKeySecret} {
+		if strings.Contains(logs, secret) {
+			t.Fatalf("a key secret is in the logs")
+		}
+	}
+	if !strings.Contains(logs, `"msg":"request"`) {
+		t.Fatalf("no request log lines: %.500s", logs)
+	}
 }

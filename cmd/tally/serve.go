@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -64,6 +65,20 @@ func (e *env) serveCommand() *cobra.Command {
 	return cmd
 }
 
+// limit reads a per-key rate (requests per second) from name; the burst is
+// twice the rate.
+func (e *env) limit(name string, def httpapi.Limit) (httpapi.Limit, error) {
+	v := e.getenv(name)
+	if v == "" {
+		return def, nil
+	}
+	r, err := strconv.ParseFloat(v, 64)
+	if err != nil || r <= 0 {
+		return httpapi.Limit{}, fmt.Errorf("%s=%q is not a positive number of requests per second", name, v)
+	}
+	return httpapi.Limit{Rate: r, Burst: max(1, int(2*r))}, nil
+}
+
 // serveAPI serves the API on ln until ctx ends, then stops accepting and
 // lets requests in flight finish for up to shutdownGrace.
 func (e *env) serveAPI(ctx context.Context, ln net.Listener, pool *pgxpool.Pool, box *secrets.Box, log *slog.Logger) error {
@@ -75,11 +90,20 @@ func (e *env) serveAPI(ctx context.Context, ln net.Listener, pool *pgxpool.Pool,
 	if err != nil {
 		return err
 	}
+	ingestLimit, err := e.limit("TALLY_INGEST_RATE", httpapi.DefaultIngestLimit)
+	if err != nil {
+		return err
+	}
+	tokenLimit, err := e.limit("TALLY_TOKEN_RATE", httpapi.DefaultTokenLimit)
+	if err != nil {
+		return err
+	}
 	store := postgres.New(pool, time.Now)
 	job := &billing.Job{Store: store, Now: time.Now, FinalizeAfter: grace, Log: log}
 	var migrated atomic.Bool
 	handler := httpapi.New(httpapi.Config{
 		Store: store, Box: box, Logger: log, Now: time.Now, Job: job,
+		IngestLimit: ingestLimit, TokenLimit: tokenLimit,
 		Ready: func(r *http.Request) error {
 			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 			defer cancel()

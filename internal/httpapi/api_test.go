@@ -93,8 +93,18 @@ func newEnv(t *testing.T) *env {
 
 // newServer starts another replica on the same database.
 func (e *env) newServer(keyTTL time.Duration) *httptest.Server {
-	h := httpapi.New(httpapi.Config{Store: e.store, Box: e.box, Now: func() time.Time { return e.now },
-		KeyTTL: keyTTL, Logger: slog.New(slog.NewJSONHandler(e.logs, nil))})
+	return e.newServerWith(httpapi.Config{KeyTTL: keyTTL})
+}
+
+// httptestServer starts a replica whose ingest and token routes have limit.
+func httptestServer(e *env, limit httpapi.Limit) *httptest.Server {
+	return e.newServerWith(httpapi.Config{IngestLimit: limit, TokenLimit: limit})
+}
+
+func (e *env) newServerWith(cfg httpapi.Config) *httptest.Server {
+	cfg.Store, cfg.Box, cfg.Now = e.store, e.box, func() time.Time { return e.now }
+	cfg.Logger = slog.New(slog.NewJSONHandler(e.logs, nil))
+	h := httpapi.New(cfg)
 	srv := httptest.NewServer(h)
 	e.t.Cleanup(srv.Close)
 	return srv

@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"fmt"
+	"github.com/tallyhq/tally/internal/httpapi"
 	"io"
 	"net/http"
 	"strings"
@@ -139,5 +140,40 @@ func TestNDJSON100kLines(t *testing.T) {
 	r = e.do(e.srv, key, "POST", path, "application/x-ndjson", ndjsonBody(100_001, "m"))
 	if r.status != http.StatusRequestEntityTooLarge {
 		t.Fatalf("100 001 lines: %d %s", r.status, r.body)
+	}
+}
+
+func TestRateLimit(t *testing.T) {
+	e := newEnv(t)
+	limited := httptestServer(e, httpapi.Limit{Rate: 2, Burst: 5})
+	key := e.keys[e.acme][usage.RoleIngest]
+	statuses := map[int]int{}
+	var last response
+	for i := 0; i < 20; i++ {
+		r := e.do(limited, key, "POST", "/v1/accounts/"+e.acme+"/events", "application/json",
+			strings.NewReader(batch(eventJSON(fmt.Sprint("rl-", i), "alice", "2026-10-05T12:00:00Z"))))
+		statuses[r.status]++
+		if r.status == 429 {
+			last = r
+		}
+		if r.status >= 500 {
+			t.Fatalf("5xx under rate limiting: %d %s", r.status, r.body)
+		}
+	}
+	if statuses[200] < 5 || statuses[429] < 10 {
+		t.Fatalf("statuses %v: want the burst of 5 accepted and most of the rest refused", statuses)
+	}
+	for _, h := range []string{"Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"} {
+		if last.header.Get(h) == "" {
+			t.Errorf("429 without %s", h)
+		}
+	}
+	if last.json(t)["status"] != float64(429) {
+		t.Errorf("problem %s", last.body)
+	}
+	// Another key has its own bucket.
+	if r := e.do(limited, e.keys[e.acme][usage.RoleAdmin], "POST", "/v1/accounts/"+e.acme+"/events", "application/json",
+		strings.NewReader(batch(eventJSON("rl-admin", "alice", "2026-10-05T12:00:00Z")))); r.status != 200 {
+		t.Fatalf("another key: %d", r.status)
 	}
 }

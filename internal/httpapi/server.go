@@ -29,6 +29,9 @@ type Config struct {
 	// Job runs the monthly report job for POST …/run; its clock and grace
 	// period are the scheduler's.
 	Job *billing.Job
+	// IngestLimit and TokenLimit are per-key rates of the events and token
+	// routes; zero values take the defaults.
+	IngestLimit, TokenLimit Limit
 	// Ready reports whether the database is reachable and migrated.
 	Ready func(*http.Request) error
 }
@@ -43,6 +46,8 @@ type Server struct {
 	ready   func(*http.Request) error
 	metrics *metrics
 	job     *billing.Job
+	ingest  *limiter
+	tokens  *limiter
 
 	accounts sync.Map // account SIDs known to exist
 }
@@ -64,6 +69,8 @@ func New(cfg Config) *echo.Echo {
 		ready:   cfg.Ready,
 		metrics: newMetrics(cfg.Store.Pool()),
 		job:     cfg.Job,
+		ingest:  newLimiter(orDefault(cfg.IngestLimit, DefaultIngestLimit)),
+		tokens:  newLimiter(orDefault(cfg.TokenLimit, DefaultTokenLimit)),
 	}
 	if s.job == nil {
 		s.job = &billing.Job{Store: cfg.Store, Now: cfg.Now}
@@ -97,7 +104,7 @@ func (s *Server) routes(e *echo.Echo) {
 	v1.POST("/accounts/:account_sid/keys", s.createKey)
 	v1.GET("/accounts/:account_sid/keys", s.listKeys)
 	v1.DELETE("/accounts/:account_sid/keys/:key_sid", s.revokeKey)
-	v1.POST("/accounts/:account_sid/events", s.postEvents)
+	v1.POST("/accounts/:account_sid/events", s.postEvents, s.ingest.middleware)
 	v1.GET("/accounts/:account_sid/reports", s.listReports)
 	v1.GET("/accounts/:account_sid/reports/:month", s.getReport)
 	v1.GET("/accounts/:account_sid/reports/:month/users", s.getRoster)
@@ -108,6 +115,13 @@ func (s *Server) routes(e *echo.Echo) {
 	v1.GET("/accounts/:account_sid/identities/stats", s.identityStats)
 	v1.GET("/accounts/:account_sid/identities", s.listIdentities)
 	v1.GET("/accounts/:account_sid/services/:service_sid/users/:identity", s.userHistory)
+}
+
+func orDefault(l, def Limit) Limit {
+	if l.Rate <= 0 || l.Burst <= 0 {
+		return def
+	}
+	return l
 }
 
 // principal returns who the request acts as (set by authenticate).

@@ -105,3 +105,36 @@ func (s *Store) KeyForAuth(ctx context.Context, keySID string) (KeyRecord, error
 	}
 	return r, nil
 }
+
+// RewrapSecrets re-seals every stored key secret with rewrap (under a new
+// master key), in one transaction: all or nothing. It returns how many keys
+// it rewrapped.
+func (s *Store) RewrapSecrets(ctx context.Context, rewrap func(keySID string, sealed []byte) ([]byte, error)) (int, error) {
+	n := 0
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		rows, _ := tx.Query(ctx, `SELECT key_sid, secret_sealed FROM api_keys ORDER BY key_sid FOR UPDATE`)
+		type row struct {
+			SID    string
+			Sealed []byte
+		}
+		all, err := pgx.CollectRows(rows, pgx.RowToStructByPos[row])
+		if err != nil {
+			return fmt.Errorf("read secrets: %w", err)
+		}
+		for _, r := range all {
+			sealed, err := rewrap(r.SID, r.Sealed)
+			if err != nil {
+				return fmt.Errorf("rewrap %s: %w", r.SID, err)
+			}
+			if _, err := tx.Exec(ctx, `UPDATE api_keys SET secret_sealed = $2 WHERE key_sid = $1`, r.SID, sealed); err != nil {
+				return fmt.Errorf("store %s: %w", r.SID, err)
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, translate(err)
+	}
+	return n, nil
+}

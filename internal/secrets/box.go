@@ -18,9 +18,13 @@ const KeySize = 32
 // version prefixes every sealed value so the format can change later.
 const version = 1
 
-// Box seals and opens secrets under one master key.
+// Box seals secrets under the current master key and opens them under the
+// current or a previous one, so a master key can be rotated without
+// downtime: deploy with the new key and the old one as previous, rewrap the
+// stored secrets (tally keys rewrap), then drop the old key.
 type Box struct {
-	aead cipher.AEAD
+	aead     cipher.AEAD
+	previous []cipher.AEAD
 }
 
 // ParseMasterKey decodes a base64 (standard or URL, padded or not) master key
@@ -48,8 +52,25 @@ func NewMasterKey() string {
 	return base64.StdEncoding.EncodeToString(k)
 }
 
-// NewBox returns a Box for a 32-byte master key.
-func NewBox(key []byte) (*Box, error) {
+// NewBox returns a Box for a 32-byte master key, also opening what any of
+// the previous keys sealed.
+func NewBox(key []byte, previous ...[]byte) (*Box, error) {
+	aead, err := newAEAD(key)
+	if err != nil {
+		return nil, err
+	}
+	b := &Box{aead: aead}
+	for _, k := range previous {
+		a, err := newAEAD(k)
+		if err != nil {
+			return nil, fmt.Errorf("previous %w", err)
+		}
+		b.previous = append(b.previous, a)
+	}
+	return b, nil
+}
+
+func newAEAD(key []byte) (cipher.AEAD, error) {
 	if len(key) != KeySize {
 		return nil, fmt.Errorf("master key is %d bytes, want %d", len(key), KeySize)
 	}
@@ -61,7 +82,7 @@ func NewBox(key []byte) (*Box, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new gcm: %w", err)
 	}
-	return &Box{aead: aead}, nil
+	return aead, nil
 }
 
 // Seal encrypts plaintext bound to context (the key SID), so a sealed secret
@@ -80,8 +101,23 @@ func (b *Box) Open(sealed []byte, context string) (string, error) {
 		return "", errors.New("open secret: malformed sealed value")
 	}
 	pt, err := b.aead.Open(nil, sealed[1:1+n], sealed[1+n:], []byte(context))
+	for _, a := range b.previous {
+		if err == nil {
+			break
+		}
+		pt, err = a.Open(nil, sealed[1:1+n], sealed[1+n:], []byte(context))
+	}
 	if err != nil {
 		return "", fmt.Errorf("open secret: %w", err)
 	}
 	return string(pt), nil
+}
+
+// Rewrap returns sealed re-sealed under the current master key.
+func (b *Box) Rewrap(sealed []byte, context string) ([]byte, error) {
+	pt, err := b.Open(sealed, context)
+	if err != nil {
+		return nil, err
+	}
+	return b.Seal(pt, context), nil
 }

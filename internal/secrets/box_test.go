@@ -67,3 +67,27 @@ func TestParseMasterKey(t *testing.T) {
 		})
 	}
 }
+
+func TestRotation(t *testing.T) {
+	oldKey, newKey := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
+	old, _ := NewBox(oldKey)
+	sealed := old.Seal("s3cret", "SK1")
+	both, err := NewBox(newKey, oldKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := both.Open(sealed, "SK1"); err != nil || got != "s3cret" {
+		t.Fatalf("open an old secret during rotation: %q %v", got, err)
+	}
+	rewrapped, err := both.Rewrap(sealed, "SK1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	onlyNew, _ := NewBox(newKey)
+	if got, err := onlyNew.Open(rewrapped, "SK1"); err != nil || got != "s3cret" {
+		t.Fatalf("open a rewrapped secret with the new key only: %q %v", got, err)
+	}
+	if _, err := onlyNew.Open(sealed, "SK1"); err == nil {
+		t.Fatal("the new key alone opened a secret sealed under the old one")
+	}
+}
