@@ -105,6 +105,8 @@ func (s *Server) routes(e *echo.Echo) {
 	v1.GET("/accounts/:account_sid/keys", s.listKeys)
 	v1.DELETE("/accounts/:account_sid/keys/:key_sid", s.revokeKey)
 	v1.POST("/accounts/:account_sid/events", s.postEvents, s.ingest.middleware)
+	v1.POST("/accounts/:account_sid/tokens", s.mintToken, s.tokens.middleware)
+	v1.POST("/accounts/:account_sid/tokens/verify", s.verifyToken, s.tokens.middleware)
 	v1.GET("/accounts/:account_sid/reports", s.listReports)
 	v1.GET("/accounts/:account_sid/reports/:month", s.getReport)
 	v1.GET("/accounts/:account_sid/reports/:month/users", s.getRoster)

@@ -1,0 +1,158 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/tallyhq/tally/internal/token"
+	"github.com/tallyhq/tally/internal/usage"
+)
+
+type mintRequest struct {
+	Identity string `json:"identity"`
+	TTL      *int64 `json:"ttl"`
+	Grants   struct {
+		Chat *token.ChatGrant `json:"chat"`
+		Sync *token.SyncGrant `json:"sync"`
+	} `json:"grants"`
+}
+
+// authorizeTokens admits ingest and admin keys of the account itself: a
+// token is signed with the calling key's secret, so a platform key cannot
+// mint or verify for another account (403).
+func (s *Server) authorizeTokens(c echo.Context, account string) error {
+	if err := s.authorize(c, account, usage.RoleIngest, usage.RoleAdmin); err != nil {
+		return err
+	}
+	if principal(c).AccountSID != account {
+		return fmt.Errorf("a platform key cannot handle tokens of another account: %w", usage.ErrForbidden)
+	}
+	return nil
+}
+
+func (s *Server) mintToken(c echo.Context) error {
+	account := c.Param("account_sid")
+	if err := s.authorizeTokens(c, account); err != nil {
+		return err
+	}
+	var req mintRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	ttl := token.DefaultTTL
+	if req.TTL != nil {
+		if *req.TTL < int64(token.MinTTL/time.Second) || *req.TTL > int64(token.MaxTTL/time.Second) {
+			return usage.Invalid("ttl", "must be from 180 to 86400 seconds")
+		}
+		ttl = time.Duration(*req.TTL) * time.Second
+	}
+	p := principal(c)
+	key, err := s.keys.entry(c.Request().Context(), p.KeySID)
+	if err != nil {
+		return err
+	}
+	g := token.Grants{Identity: req.Identity, Chat: req.Grants.Chat, Sync: req.Grants.Sync}
+	tok, _, exp, err := token.Mint(account, p.KeySID, key.secret, g, s.now(), ttl)
+	if err != nil {
+		return err
+	}
+	s.metrics.tokens.WithLabelValues().Inc()
+	return c.JSON(http.StatusCreated, struct {
+		Identity  string    `json:"identity"`
+		Token     string    `json:"token"`
+		TTL       int64     `json:"ttl"`
+		ExpiresAt time.Time `json:"expires_at"`
+	}{req.Identity, tok, int64(ttl / time.Second), exp})
+}
+
+// lookupKey finds a token's key for verification, through the same cache
+// as authentication, so a revoked key stops verifying within the key TTL.
+func (s *Server) lookupKey(ctx context.Context, keySID string) (token.Key, error) {
+	if !usage.IsKeySID(keySID) {
+		return token.Key{}, token.ErrUnknownKey
+	}
+	e, err := s.keys.entry(ctx, keySID)
+	if errors.Is(err, usage.ErrUnauthorized) {
+		return token.Key{}, token.ErrUnknownKey
+	}
+	if err != nil {
+		return token.Key{}, err
+	}
+	return token.Key{AccountSID: e.principal.AccountSID, Secret: e.secret, Revoked: e.revoked}, nil
+}
+
+func (s *Server) verifyToken(c echo.Context) error {
+	account := c.Param("account_sid")
+	if err := s.authorizeTokens(c, account); err != nil {
+		return err
+	}
+	var req struct {
+		Token string `json:"token"`
+	}
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	if req.Token == "" {
+		return usage.Invalid("token", "is required")
+	}
+	ctx := c.Request().Context()
+	now := s.now().UTC()
+	cl, err := token.Verify(ctx, req.Token, account, now, s.lookupKey)
+	if err != nil {
+		var inv *token.Invalid
+		if errors.As(err, &inv) {
+			s.metrics.verifies.WithLabelValues(string(inv.Reason)).Inc()
+			return invalidToken(inv)
+		}
+		return err
+	}
+	// One authenticate event per granted service, through the ingest path.
+	var events []usage.Event
+	if g := cl.Grants.Chat; g != nil {
+		events = append(events, usage.Event{ID: token.EventID(req.Token, "chat"), Activity: usage.Authenticate,
+			Source: usage.SDK, ServiceSID: g.ServiceSID, Identity: cl.Grants.Identity, OccurredAt: now, EndpointID: g.EndpointID})
+	}
+	if g := cl.Grants.Sync; g != nil {
+		events = append(events, usage.Event{ID: token.EventID(req.Token, "data_sync"), Activity: usage.Authenticate,
+			Source: usage.SDK, ServiceSID: g.ServiceSID, Identity: cl.Grants.Identity, OccurredAt: now, EndpointID: g.EndpointID})
+	}
+	for i := range events {
+		if errs := events[i].Validate(i, now, nil); len(errs) > 0 {
+			inv := &token.Invalid{Reason: token.Malformed, Detail: "a grant does not name a valid service: " + errs[0].Field + " " + errs[0].Message}
+			s.metrics.verifies.WithLabelValues(string(inv.Reason)).Inc()
+			return invalidToken(inv)
+		}
+	}
+	if len(events) > 0 {
+		if _, err := s.store.RecordEvents(ctx, account, &batchSource{events: events}); err != nil {
+			return err
+		}
+	}
+	s.metrics.verifies.WithLabelValues("valid").Inc()
+	var notBefore *time.Time
+	if !cl.NotBefore.IsZero() {
+		notBefore = &cl.NotBefore
+	}
+	return c.JSON(http.StatusOK, struct {
+		Valid      bool         `json:"valid"`
+		Identity   string       `json:"identity"`
+		AccountSID string       `json:"account_sid"`
+		APIKeySID  string       `json:"api_key_sid"`
+		Grants     token.Grants `json:"grants"`
+		NotBefore  *time.Time   `json:"not_before"`
+		ExpiresAt  time.Time    `json:"expires_at"`
+	}{true, cl.Grants.Identity, cl.AccountSID, cl.KeySID, cl.Grants, notBefore, cl.ExpiresAt})
+}
+
+// invalidToken is a 401 that a client tells from a bad API key by its type
+// and reason (and it carries no WWW-Authenticate challenge).
+func invalidToken(inv *token.Invalid) *Problem {
+	p := problem(http.StatusUnauthorized, "invalid-token", "Invalid access token", inv.Detail)
+	p.Reason = string(inv.Reason)
+	return p
+}
