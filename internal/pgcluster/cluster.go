@@ -127,8 +127,21 @@ func Start(ctx context.Context, dir string, opts Options) (*Cluster, error) {
 	if err := removeStalePID(dir); err != nil {
 		return nil, err
 	}
-	if err := c.start(ctx, bin, cred, opts.Fast); err != nil {
-		return nil, err
+	// After a crash, backends of the dead server may still hold its shared
+	// memory for a moment: retry while PostgreSQL says so.
+	for attempt := 0; ; attempt++ {
+		err = c.start(ctx, bin, cred, opts.Fast)
+		if err == nil {
+			break
+		}
+		if attempt == 50 || !strings.Contains(err.Error(), "pre-existing shared memory block") {
+			return nil, err
+		}
+		c.exited = make(chan struct{})
+		time.Sleep(200 * time.Millisecond)
+		if err := removeStalePID(dir); err != nil {
+			return nil, err
+		}
 	}
 	log.Info("private PostgreSQL started", "dir", dir)
 	return c, nil
