@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -229,6 +230,27 @@ func FuzzNDJSON(f *testing.F) {
 			if verrs := e.Validate(0, testNow, nil); len(verrs) != 0 {
 				t.Fatalf("yielded an invalid event %+v: %v", e, verrs)
 			}
+		}
+	})
+}
+
+// FuzzIdentityPath checks that every valid identity survives the round trip
+// through a percent-encoded path segment, and that nothing invalid comes out.
+func FuzzIdentityPath(f *testing.F) {
+	for _, s := range []string{"alice@example.com", "a/b", "100%", "%2F", "#tag", "with space", "用户/名", "..", "?x=1&y"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, identity string) {
+		if usage.CheckIdentity(identity) != "" {
+			return
+		}
+		r, err := http.NewRequest("GET", "http://x/v1/accounts/AC1/services/IS1/users/"+url.PathEscape(identity), nil)
+		if err != nil {
+			t.Fatalf("request for %q: %v", identity, err)
+		}
+		got, err := identityFromPath(r)
+		if err != nil || got != identity {
+			t.Fatalf("identity %q came back as %q (%v)", identity, got, err)
 		}
 	})
 }
