@@ -1,0 +1,288 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tallyhq/tally/internal/bench"
+	"github.com/tallyhq/tally/internal/httpapi"
+	"github.com/tallyhq/tally/internal/pgcluster"
+	"github.com/tallyhq/tally/internal/postgres"
+	"github.com/tallyhq/tally/internal/secrets"
+	"github.com/tallyhq/tally/internal/usage"
+)
+
+type benchOptions struct {
+	events, runs, clients     int
+	duration                  time.Duration
+	reportEvents, reportUsers int
+	dataDir                   string
+}
+
+func (e *env) benchCommand() *cobra.Command {
+	var o benchOptions
+	cmd := &cobra.Command{
+		Use:   "bench ingest|tokens|report|all",
+		Short: "Measure ingest, tokens and reports on this machine, each beside its yardstick in the same run",
+		Long: `bench starts a private PostgreSQL (or uses DATABASE_URL), runs tally serve as a
+separate process on loopback and drives it from this process. Each figure is
+the median of --runs runs with the min and max; every comparison is a ratio
+taken in the same run: ingest beside a raw COPY of the same rows into a table
+with the same idempotency index, tokens beside GET /healthz, the monthly job
+beside a count(DISTINCT) scan of the month's events.`,
+		Args:      cobra.ExactArgs(1),
+		ValidArgs: []string{"ingest", "tokens", "report", "all"},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return e.bench(cmd.Context(), args[0], o)
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&o.events, "events", 2_000_000, "events per ingest run")
+	f.IntVar(&o.runs, "runs", 3, "runs per figure")
+	f.IntVar(&o.clients, "clients", 4, "concurrent clients")
+	f.DurationVar(&o.duration, "duration", 5*time.Second, "length of each token measurement")
+	f.IntVar(&o.reportEvents, "report-events", 10_000_000, "events in the report month")
+	f.IntVar(&o.reportUsers, "report-users", 1_000_000, "distinct users in the report month")
+	f.StringVar(&o.dataDir, "data-dir", "", "where to put the private cluster (default: a temporary dir)")
+	return cmd
+}
+
+func (e *env) bench(ctx context.Context, what string, o benchOptions) error {
+	out := e.stdout
+	dbURL := e.getenv("DATABASE_URL")
+	if dbURL == "" {
+		dir := o.dataDir
+		if dir == "" {
+			tmp, err := os.MkdirTemp("", "tally-bench-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(tmp)
+			dir = tmp
+		}
+		// Durable settings, as in production: synchronous_commit stays on.
+		cluster, err := pgcluster.Start(ctx, filepath.Join(dir, "postgres"), pgcluster.Options{})
+		if err != nil {
+			return err
+		}
+		defer cluster.Stop(context.WithoutCancel(ctx))
+		if err := createDatabase(ctx, cluster.ConnString("postgres"), "tally_bench"); err != nil {
+			return err
+		}
+		dbURL = cluster.ConnString("tally_bench")
+	}
+	pool, err := openPool(ctx, dbURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := postgres.Migrate(ctx, pool); err != nil {
+		return err
+	}
+	store := postgres.New(pool, time.Now)
+	master := secrets.NewMasterKey()
+	key, _ := secrets.ParseMasterKey(master)
+	box, _ := secrets.NewBox(key)
+	acct, err := store.CreateAccount(ctx, "Bench", false)
+	if err != nil {
+		return err
+	}
+	k, secret, err := httpapi.CreateKey(ctx, store, box, acct.SID, usage.RoleAdmin, "bench")
+	if err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	server, base, err := bench.StartServer(ctx, self, cleanBenchEnv(dbURL, master))
+	if err != nil {
+		return err
+	}
+	defer func() { server.Process.Signal(os.Interrupt); server.Wait() }()
+	env := &bench.Env{BaseURL: base, Pool: pool, AccountSID: acct.SID, KeySID: k.SID, Secret: secret, Server: server}
+
+	var pgVersion string
+	pool.QueryRow(ctx, `SHOW server_version`).Scan(&pgVersion)
+	fmt.Fprintf(out, "# tally bench %s — %s, %d CPUs, PostgreSQL %s, %d runs, %d clients\n\n",
+		what, runtime.Version(), runtime.NumCPU(), pgVersion, o.runs, o.clients)
+
+	if what == "ingest" || what == "all" {
+		if err := benchIngest(ctx, e, env, o); err != nil {
+			return err
+		}
+	}
+	if what == "tokens" || what == "all" {
+		if err := benchTokens(ctx, e, env, o); err != nil {
+			return err
+		}
+	}
+	if what == "report" || what == "all" {
+		if err := benchReport(ctx, e, env, store, o); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// cleanBenchEnv is the server's environment: limits lifted (the bench
+// measures throughput, not the limiter) and no scheduler runs.
+func cleanBenchEnv(dbURL, master string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if len(kv) > 6 && (kv[:6] == "TALLY_" || (len(kv) > 13 && kv[:13] == "DATABASE_URL=")) {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, "DATABASE_URL="+dbURL, "TALLY_MASTER_KEY="+master,
+		"TALLY_INGEST_RATE=1000000000", "TALLY_TOKEN_RATE=1000000000", "TALLY_REPORT_INTERVAL=24h")
+}
+
+func benchIngest(ctx context.Context, e *env, env *bench.Env, o benchOptions) error {
+	out := e.stdout
+	w := bench.NewWorkload(o.events, "bench", 1)
+	jsonBodies := w.Bodies(1000, false)
+	ndBodies := w.Bodies(10000, true)
+	var jsonRate, ndRate, replayRate, copyRate, ratioJSON, ratioND, ratioReplay []float64
+	var sizePerMillion float64
+	for r := 0; r < o.runs; r++ {
+		if err := env.Reset(ctx); err != nil {
+			return err
+		}
+		d, totals, err := env.Post(ctx, jsonBodies, false, o.clients)
+		if err != nil {
+			return fmt.Errorf("json ingest: %w", err)
+		}
+		if totals[0] != int64(o.events) {
+			return fmt.Errorf("json ingest accepted %d of %d", totals[0], o.events)
+		}
+		j := float64(o.events) / d.Seconds()
+		users, sum, err := env.Counts(ctx)
+		if err != nil {
+			return err
+		}
+		if size, err := env.DatabaseSize(ctx); err == nil {
+			sizePerMillion = float64(size) / (1 << 20) / (float64(o.events) / 1e6)
+		}
+		d, totals, err = env.Post(ctx, jsonBodies, false, o.clients)
+		if err != nil {
+			return fmt.Errorf("replay: %w", err)
+		}
+		users2, sum2, _ := env.Counts(ctx)
+		if totals[1] != int64(o.events) || users2 != users || sum2 != sum {
+			return fmt.Errorf("replay changed counts: duplicates %d, users %d→%d, events %d→%d", totals[1], users, users2, sum, sum2)
+		}
+		rep := float64(o.events) / d.Seconds()
+		if err := env.Reset(ctx); err != nil {
+			return err
+		}
+		d, totals, err = env.Post(ctx, ndBodies, true, o.clients)
+		if err != nil || totals[0] != int64(o.events) {
+			return fmt.Errorf("ndjson ingest: accepted %d: %v", totals[0], err)
+		}
+		nd := float64(o.events) / d.Seconds()
+		d, err = env.RawCopy(ctx, w, 1000, o.clients)
+		if err != nil {
+			return fmt.Errorf("raw copy: %w", err)
+		}
+		cp := float64(o.events) / d.Seconds()
+		fmt.Fprintf(e.stderr, "run %d: json %.0f/s, replay %.0f/s, ndjson %.0f/s, raw copy %.0f/s\n", r+1, j, rep, nd, cp)
+		jsonRate, replayRate, ndRate, copyRate = append(jsonRate, j), append(replayRate, rep), append(ndRate, nd), append(copyRate, cp)
+		ratioJSON, ratioND, ratioReplay = append(ratioJSON, j/cp), append(ratioND, nd/cp), append(ratioReplay, rep/j)
+	}
+	fmt.Fprintf(out, "## Ingest over HTTP: %d events, JSON batches of 1000 / NDJSON bodies of 10 000, %d clients\n\n", o.events, o.clients)
+	fmt.Fprintf(out, "| figure | median (min, max) |\n|---|---|\n")
+	fmt.Fprintf(out, "| JSON ingest, events/s | %s |\n", bench.Summarize(jsonRate))
+	fmt.Fprintf(out, "| NDJSON ingest, events/s | %s |\n", bench.Summarize(ndRate))
+	fmt.Fprintf(out, "| replay of duplicates, events/s | %s |\n", bench.Summarize(replayRate))
+	fmt.Fprintf(out, "| raw COPY, same rows and idempotency index, rows/s | %s |\n", bench.Summarize(copyRate))
+	fmt.Fprintf(out, "| JSON ingest / raw COPY | %s |\n", bench.Summarize(ratioJSON))
+	fmt.Fprintf(out, "| NDJSON ingest / raw COPY | %s |\n", bench.Summarize(ratioND))
+	fmt.Fprintf(out, "| replay / first ingest | %s |\n", bench.Summarize(ratioReplay))
+	fmt.Fprintf(out, "| server peak RSS, MiB | %.0f |\n", bench.PeakRSS(env.Server.Process.Pid))
+	fmt.Fprintf(out, "| database size per million events, MiB | %.0f |\n\n", sizePerMillion)
+	return nil
+}
+
+func benchTokens(ctx context.Context, e *env, env *bench.Env, o benchOptions) error {
+	out := e.stdout
+	var health, mint, verify, rMint, rVerify []float64
+	for r := 0; r < o.runs; r++ {
+		h, err := env.Healthz(ctx, o.clients, o.duration)
+		if err != nil {
+			return fmt.Errorf("healthz: %w", err)
+		}
+		m, err := env.Mint(ctx, o.clients, o.duration)
+		if err != nil {
+			return fmt.Errorf("mint: %w", err)
+		}
+		v, err := env.Verify(ctx, o.clients, o.duration, 20000)
+		if err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
+		fmt.Fprintf(e.stderr, "run %d: healthz %.0f/s, mint %.0f/s, verify %.0f/s\n", r+1, h, m, v)
+		health, mint, verify = append(health, h), append(mint, m), append(verify, v)
+		rMint, rVerify = append(rMint, m/h), append(rVerify, v/h)
+	}
+	fmt.Fprintf(out, "## Tokens over HTTP: %d clients, %s per measurement\n\n", o.clients, o.duration)
+	fmt.Fprintf(out, "| figure | median (min, max) |\n|---|---|\n")
+	fmt.Fprintf(out, "| GET /healthz, requests/s | %s |\n", bench.Summarize(health))
+	fmt.Fprintf(out, "| mint, tokens/s | %s |\n", bench.Summarize(mint))
+	fmt.Fprintf(out, "| verify (distinct tokens, one event each), tokens/s | %s |\n", bench.Summarize(verify))
+	fmt.Fprintf(out, "| mint / healthz | %s |\n", bench.Summarize(rMint))
+	fmt.Fprintf(out, "| verify / healthz | %s |\n\n", bench.Summarize(rVerify))
+	return nil
+}
+
+func benchReport(ctx context.Context, e *env, env *bench.Env, store *postgres.Store, o benchOptions) error {
+	out := e.stdout
+	m := usage.Month{Year: 2026, Month: time.July}
+	fmt.Fprintf(out, "## Monthly report: one account-month, %d users\n\n", o.reportUsers)
+	fmt.Fprintf(out, "| events | count(DISTINCT) scan, s | job (figures + roster checksum), s | scan / job | identity stats, s | storing version 1, s |\n|---|---|---|---|---|---|\n")
+	for _, events := range []int{o.reportEvents / 2, o.reportEvents} {
+		acct, err := store.CreateAccount(ctx, fmt.Sprintf("Report %d", events), false)
+		if err != nil {
+			return err
+		}
+		start := time.Now()
+		if err := env.LoadMonth(ctx, acct.SID, m, events, o.reportUsers); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stderr, "loaded %d events for %d users in %v\n", events, o.reportUsers, time.Since(start).Round(time.Second))
+		var scans, jobs, ratios, stats []float64
+		for r := 0; r < o.runs; r++ {
+			ds, n, err := env.CountDistinct(ctx, acct.SID, m)
+			if err != nil {
+				return err
+			}
+			dj, active, err := bench.Job(ctx, store, acct.SID, m)
+			if err != nil {
+				return err
+			}
+			if n != active {
+				return fmt.Errorf("the job counts %d users, the scan %d", active, n)
+			}
+			dst, err := bench.IdentityStats(ctx, store, acct.SID, m)
+			if err != nil {
+				return err
+			}
+			scans, jobs, stats = append(scans, ds.Seconds()), append(jobs, dj.Seconds()), append(stats, dst.Seconds())
+			ratios = append(ratios, ds.Seconds()/dj.Seconds())
+		}
+		df, err := bench.Finalize(ctx, store, acct.SID, m)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "| %d | %s | %s | %s | %s | %.2f |\n", events, bench.Summarize(scans), bench.Summarize(jobs),
+			bench.Summarize(ratios), bench.Summarize(stats), df.Seconds())
+	}
+	fmt.Fprintln(out)
+	return nil
+}

@@ -1,0 +1,106 @@
+// Package bench measures tally on this machine: a server process on
+// loopback, a load generator in this process, and PostgreSQL itself as the
+// yardstick, every ratio taken side by side in the same run.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Env is a running server process and its database.
+type Env struct {
+	BaseURL    string
+	Pool       *pgxpool.Pool
+	AccountSID string
+	KeySID     string
+	Secret     string
+	Server     *exec.Cmd
+}
+
+// StartServer runs `tally serve` (bin) on a free loopback port with env.
+func StartServer(ctx context.Context, bin string, env []string) (*exec.Cmd, string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, "", err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cmd := exec.Command(bin, "serve")
+	cmd.Env = append(env, "TALLY_ADDR="+addr)
+	cmd.Stderr = io.Discard
+	if err := cmd.Start(); err != nil {
+		return nil, "", fmt.Errorf("start server: %w", err)
+	}
+	base := "http://" + addr
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if resp, err := http.Get(base + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return cmd, base, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			return nil, "", fmt.Errorf("server on %s not ready in 30s", addr)
+		}
+	}
+}
+
+// PeakRSS is the peak resident set of a process (VmHWM), in MiB.
+func PeakRSS(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			f := strings.Fields(line)
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// Stats summarizes repeated measurements.
+type Stats struct{ Median, Min, Max float64 }
+
+// Summarize returns the median, min and max of xs.
+func Summarize(xs []float64) Stats {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	if len(s) == 0 {
+		return Stats{}
+	}
+	m := s[len(s)/2]
+	if len(s)%2 == 0 {
+		m = (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	return Stats{Median: m, Min: s[0], Max: s[len(s)-1]}
+}
+
+func (s Stats) String() string {
+	return fmt.Sprintf("%s (min %s, max %s)", human(s.Median), human(s.Min), human(s.Max))
+}
+
+func human(x float64) string {
+	switch {
+	case x >= 100:
+		return strconv.FormatFloat(x, 'f', 0, 64)
+	case x >= 1:
+		return strconv.FormatFloat(x, 'f', 2, 64)
+	}
+	return strconv.FormatFloat(x, 'f', 4, 64)
+}
