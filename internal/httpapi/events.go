@@ -40,8 +40,6 @@ func (s *Server) postEvents(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	s.metrics.events.WithLabelValues("accepted").Add(float64(res.Accepted))
-	s.metrics.events.WithLabelValues("duplicate").Add(float64(res.Duplicates))
-	s.metrics.events.WithLabelValues("late").Add(float64(res.Late))
+	s.metrics.recorded(res)
 	return c.JSON(http.StatusOK, res)
 }

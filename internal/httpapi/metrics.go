@@ -9,6 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tallyhq/tally/internal/postgres"
 )
 
 // metrics are the Prometheus series of one API instance, on a registry of
@@ -52,12 +54,25 @@ func newMetrics(pool *pgxpool.Pool) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.01, 2.5, 12),
 		}),
 	}
+	// Series that exist from the start, at zero, so dashboards and alerts
+	// see them before the first event.
+	for _, r := range []string{"accepted", "duplicate", "late"} {
+		m.events.WithLabelValues(r)
+	}
+	m.tokens.WithLabelValues()
+	m.verifies.WithLabelValues("valid")
 	m.registry.MustRegister(m.requests, m.latency, m.events, m.tokens, m.verifies, m.reportRun, m.reportDur,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if pool != nil {
 		m.registry.MustRegister(poolCollector{pool})
 	}
 	return m
+}
+
+func (m *metrics) recorded(res postgres.IngestResult) {
+	m.events.WithLabelValues("accepted").Add(float64(res.Accepted))
+	m.events.WithLabelValues("duplicate").Add(float64(res.Duplicates))
+	m.events.WithLabelValues("late").Add(float64(res.Late))
 }
 
 func (m *metrics) observe(c echo.Context, elapsed time.Duration) {

@@ -129,9 +129,11 @@ func (s *Server) verifyToken(c echo.Context) error {
 		}
 	}
 	if len(events) > 0 {
-		if _, err := s.store.RecordEvents(ctx, account, &batchSource{events: events}); err != nil {
+		res, err := s.store.RecordEvents(ctx, account, &batchSource{events: events})
+		if err != nil {
 			return err
 		}
+		s.metrics.recorded(res)
 	}
 	s.metrics.verifies.WithLabelValues("valid").Inc()
 	var notBefore *time.Time
