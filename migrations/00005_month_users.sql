@@ -22,7 +22,8 @@ CREATE TABLE month_users (
     identity_flags   smallint NOT NULL DEFAULT 0,
     last_received_at timestamptz NOT NULL,
     PRIMARY KEY (account_sid, month, service_sid, identity)
-);
+
+) WITH (fillfactor = 80); -- room for HOT updates: rows are upserted by every batch
 
 -- +goose Down
 DROP TABLE month_users;

@@ -8,7 +8,8 @@ CREATE TABLE users (
     first_at    timestamptz NOT NULL,
     last_at     timestamptz NOT NULL,
     PRIMARY KEY (account_sid, service_sid, identity)
-);
+
+) WITH (fillfactor = 80); -- room for HOT updates: rows are upserted by every batch
 
 -- +goose Down
 DROP TABLE users;

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -136,7 +137,11 @@ func (e *env) bench(ctx context.Context, what string, o benchOptions) error {
 func cleanBenchEnv(dbURL, master string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if len(kv) > 6 && (kv[:6] == "TALLY_" || (len(kv) > 13 && kv[:13] == "DATABASE_URL=")) {
+		if strings.HasPrefix(kv, "TALLY_PPROF_ADDR=") {
+			env = append(env, kv) // profile the server on request
+			continue
+		}
+		if strings.HasPrefix(kv, "TALLY_") || strings.HasPrefix(kv, "DATABASE_URL=") {
 			continue
 		}
 		env = append(env, kv)

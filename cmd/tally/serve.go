@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -144,6 +145,18 @@ func (e *env) serveAPI(ctx context.Context, ln net.Listener, pool *pgxpool.Pool,
 	go func() { job.Schedule(jobCtx, every); close(jobDone) }()
 	defer func() { stopJob(); <-jobDone }()
 
+	if addr := e.getenv("TALLY_PPROF_ADDR"); addr != "" {
+		// Profiles on a separate, operator-only listener (keep it on loopback).
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/heap", pprof.Index)
+		go func() {
+			if err := http.ListenAndServe(addr, mux); err != nil {
+				log.Warn("pprof listener", "err", err)
+			}
+		}()
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

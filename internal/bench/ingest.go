@@ -39,7 +39,9 @@ func NewWorkload(n int, prefix string, seed uint64) Workload {
 		u := rng.IntN(users)
 		m := months[rng.IntN(2)]
 		w.Events[i] = usage.Event{
-			ID: fmt.Sprintf("%s-%d", prefix, i), Activity: a, Source: src,
+			// Random ids, as backends send (UUIDs, hashes): an index on them
+			// takes inserts all over, not at its end.
+			ID: fmt.Sprintf("%s-%016x%08x", prefix, rng.Uint64(), i), Activity: a, Source: src,
 			ServiceSID: services[u%3], Identity: fmt.Sprintf("user-%07d@example.com", u),
 			OccurredAt: m.Add(time.Duration(rng.Int64N(int64(28 * 24 * time.Hour)))),
 			EndpointID: fmt.Sprintf("device-%d", u%5),
