@@ -17,7 +17,9 @@ func card(currency string, free int64, tiers ...Tier) RateCard {
 	return RateCard{Currency: currency, FreeUsers: free, Tiers: tiers}
 }
 
-func tier(up *int64, price string) Tier { return Tier{UpTo: up, UnitPrice: decimal.RequireFromString(price)} }
+func tier(up *int64, price string) Tier {
+	return Tier{UpTo: up, UnitPrice: decimal.RequireFromString(price)}
+}
 
 func TestPrice(t *testing.T) {
 	contract := card("USD", 200, tier(upTo(1000), "0.05"), tier(nil, "0.03"))
