@@ -233,6 +233,18 @@ func TestDevEndToEnd(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// October is past its grace period: the first run stores version 1 for
+	// every account, the second finds nothing new. Not a terminal: plain
+	// progress lines, then the summary table.
+	out = cli("report", "run", "--month", "2026-10")
+	if !strings.Contains(out, "[1/2]") || !strings.Contains(out, "ACCOUNT") || !strings.Contains(out, creds.Account.AccountSID) ||
+		!strings.Contains(out, "stored") || !strings.Contains(out, "USD") {
+		t.Fatalf("report run:\n%s", out)
+	}
+	out = cli("report", "run", "--month", "2026-10", "--account", creds.Account.AccountSID)
+	if !strings.Contains(out, "unchanged") || strings.Contains(out, creds.Platform.AccountSID) {
+		t.Fatalf("second report run:\n%s", out)
+	}
 	out = cli("accounts", "create", "--name", "Beta")
 	if !strings.HasPrefix(field(out, "account_sid"), "AC") || !strings.HasPrefix(field(out, "api_key_sid"), "SK") {
 		t.Fatalf("accounts create:\n%s", out)
@@ -272,7 +284,7 @@ func TestDevEndToEnd(t *testing.T) {
 	pw.Write([]byte(body[len(body)/2:]))
 	pw.Close()
 	res := <-resc
-	if res.err != nil || res.status != 200 || res.body != `{"accepted":1000,"duplicates":0,"late":0}` {
+	if res.err != nil || res.status != 200 || res.body != `{"accepted":1000,"duplicates":0,"late":1000}` {
 		t.Fatalf("in-flight batch across SIGTERM: %+v", res)
 	}
 	dev.wait(t, dataDir)
