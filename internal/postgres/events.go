@@ -129,26 +129,11 @@ const countLate = `SELECT s.month, count(*) FROM ingest_staging s
 JOIN account_months a ON a.account_sid = $1 AND a.month = s.month AND a.final_version IS NOT NULL
 WHERE s.fresh GROUP BY s.month ORDER BY s.month`
 
-// markLate counts late events and flags their months for a revision.
-func markLate(ctx context.Context, tx pgx.Tx, accountSID string) (int64, error) {
-	rows, _ := tx.Query(ctx, countLate, accountSID)
-	type lateMonth struct {
-		Month time.Time
-		N     int64
-	}
-	late, err := pgx.CollectRows(rows, pgx.RowToStructByPos[lateMonth])
-	if err != nil {
-		return 0, fmt.Errorf("count late events: %w", err)
-	}
-	var total int64
-	for _, l := range late { // in month order, like every other writer
-		total += l.N
-		if _, err := tx.Exec(ctx, `UPDATE account_months SET revision_due = true
-			WHERE account_sid = $1 AND month = $2 AND NOT revision_due`, accountSID, l.Month); err != nil {
-			return 0, fmt.Errorf("flag revision: %w", err)
-		}
-	}
-	return total, nil
+// lateMonth is a month of the body that already has a final version, and
+// how many of the body's fresh events fall in it.
+type lateMonth struct {
+	Month time.Time
+	N     int64
 }
 
 // RecordEvents stores the events of one body for an account, all or
@@ -179,39 +164,52 @@ func (s *Store) RecordEvents(ctx context.Context, accountSID string, src EventSo
 				return err
 			}
 		}
-		// Shared month locks: the report job takes them exclusively, so it
-		// never finalizes a month while a body for it is in flight, and a
-		// body that commits after a version sees it and counts as late.
-		if _, err := tx.Exec(ctx, lockMonthsShared, monthLockKeys(accountSID, months)); err != nil {
-			return fmt.Errorf("lock months: %w", err)
-		}
-		tag, err := tx.Exec(ctx, markFresh, accountSID)
-		if err != nil {
-			return fmt.Errorf("claim event ids: %w", err)
-		}
-		res.Accepted = tag.RowsAffected()
-		res.Duplicates = n + rows.repeats - res.Accepted
-		if res.Accepted == 0 {
-			return nil
-		}
-		for _, q := range [...]struct {
-			name, sql string
-			args      []any
-		}{
-			{"insert events", insertEvents, []any{accountSID, now}},
-			{"update month rollup", upsertMonthUsers, []any{accountSID, now}},
-			{"update users", upsertUsers, []any{accountSID}},
-			{"record account months", insertAccountMonths, []any{accountSID}},
-		} {
-			if _, err := tx.Exec(ctx, q.sql, q.args...); err != nil {
-				return fmt.Errorf("%s: %w", q.name, err)
+		// The set-based statements go in one round trip. Shared month locks
+		// come first: the report job takes them exclusively, so it never
+		// finalizes a month while a body for it is in flight, and a body that
+		// commits after a version sees it and counts as late.
+		b := &pgx.Batch{}
+		b.Queue(lockMonthsShared, monthLockKeys(accountSID, months))
+		b.Queue(markFresh, accountSID)
+		b.Queue(insertEvents, accountSID, now)
+		b.Queue(upsertMonthUsers, accountSID, now)
+		b.Queue(upsertUsers, accountSID)
+		b.Queue(insertAccountMonths, accountSID)
+		b.Queue(countLate, accountSID)
+		br := tx.SendBatch(ctx, b)
+		var late []lateMonth
+		err = func() error {
+			defer br.Close()
+			for i, name := range []string{"lock months", "claim event ids", "insert events", "update month rollup", "update users", "record account months"} {
+				tag, err := br.Exec()
+				if err != nil {
+					return fmt.Errorf("%s: %w", name, err)
+				}
+				if i == 1 {
+					res.Accepted = tag.RowsAffected()
+				}
 			}
-		}
-		late, err := markLate(ctx, tx, accountSID)
+			rows, err := br.Query()
+			if err != nil {
+				return fmt.Errorf("count late events: %w", err)
+			}
+			late, err = pgx.CollectRows(rows, pgx.RowToStructByPos[lateMonth])
+			if err != nil {
+				return fmt.Errorf("count late events: %w", err)
+			}
+			return nil
+		}()
 		if err != nil {
 			return err
 		}
-		res.Late = late
+		res.Duplicates = n + rows.repeats - res.Accepted
+		for _, l := range late { // in month order, like every other writer
+			res.Late += l.N
+			if _, err := tx.Exec(ctx, `UPDATE account_months SET revision_due = true
+				WHERE account_sid = $1 AND month = $2 AND NOT revision_due`, accountSID, l.Month); err != nil {
+				return fmt.Errorf("flag revision: %w", err)
+			}
+		}
 		return nil
 	})
 	if err != nil {
