@@ -67,8 +67,10 @@ func (e *env) bench(ctx context.Context, what string, o benchOptions) error {
 			defer os.RemoveAll(tmp)
 			dir = tmp
 		}
-		// Durable settings, as in production: synchronous_commit stays on.
-		cluster, err := pgcluster.Start(ctx, filepath.Join(dir, "postgres"), pgcluster.Options{})
+		// Durable, as in production (fsync and synchronous_commit stay on),
+		// with memory and WAL room for tens of millions of rows.
+		cluster, err := pgcluster.Start(ctx, filepath.Join(dir, "postgres"), pgcluster.Options{Settings: map[string]string{
+			"shared_buffers": "2GB", "max_wal_size": "8GB", "checkpoint_timeout": "30min", "work_mem": "64MB"}})
 		if err != nil {
 			return err
 		}

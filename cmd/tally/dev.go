@@ -69,7 +69,8 @@ func (e *env) dev(ctx context.Context, addr, dataDir string) error {
 
 	dbURL := e.getenv("DATABASE_URL")
 	if dbURL == "" {
-		cluster, err := pgcluster.Start(ctx, filepath.Join(dataDir, "postgres"), pgcluster.Options{Logger: log})
+		cluster, err := pgcluster.Start(ctx, filepath.Join(dataDir, "postgres"), pgcluster.Options{Logger: log,
+			Settings: map[string]string{"shared_buffers": "512MB", "max_wal_size": "4GB"}})
 		if err != nil {
 			return err
 		}

@@ -115,7 +115,6 @@ var errNotJSON = errors.New("not valid JSON")
 // decodeEvent decodes and validates one event. It returns errNotJSON (wrapped)
 // for malformed JSON, else the event and every rule it breaks.
 func decodeEvent(raw []byte, index int, now time.Time, errs []usage.FieldError) (usage.Event, []usage.FieldError, error) {
-	before := len(errs)
 	var w wireEvent
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
@@ -130,6 +129,13 @@ func decodeEvent(raw []byte, index int, now time.Time, errs []usage.FieldError) 
 			return usage.Event{}, errs, err
 		}
 	}
+	return fromWire(w, index, now, errs, bad)
+}
+
+// fromWire turns a decoded event into a usage.Event and appends every rule
+// it breaks, except for fields in bad, already reported.
+func fromWire(w wireEvent, index int, now time.Time, errs []usage.FieldError, bad map[string]bool) (usage.Event, []usage.FieldError, error) {
+	before := len(errs)
 	e := usage.Event{
 		ID: w.ID, Activity: usage.Activity(w.Activity), Source: usage.Source(w.Source),
 		ServiceSID: w.ServiceSID, Identity: w.Identity,
@@ -298,9 +304,17 @@ func (b *batchSource) Err() error { return nil }
 
 // decodeBatch reads a JSON body {"events": [...]}.
 func decodeBatch(body io.Reader, now time.Time) (*batchSource, error) {
+	raw, err := io.ReadAll(body) // at most MaxJSONBody, by the caller's MaxBytesReader
+	if err != nil {
+		return nil, err
+	}
+	if src, ok := decodeBatchFast(raw, now); ok {
+		return src, nil
+	}
 	var req struct {
 		Events *[]json.RawMessage `json:"events"`
 	}
+	body = bytes.NewReader(raw)
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
@@ -334,6 +348,38 @@ func decodeBatch(body io.Reader, now time.Time) (*batchSource, error) {
 		return nil, &usage.ValidationError{Errors: errs}
 	}
 	return src, nil
+}
+
+// decodeBatchFast decodes a well-formed batch in one pass. It gives up
+// (ok false) at the first sign of trouble, so that the slow path can name
+// every problem precisely.
+func decodeBatchFast(raw []byte, now time.Time) (*batchSource, bool) {
+	if !validJSONText(raw) {
+		return nil, false
+	}
+	var req struct {
+		Events []wireEvent `json:"events"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if dec.Decode(&req) != nil || dec.More() || len(req.Events) == 0 || len(req.Events) > MaxBatch {
+		return nil, false
+	}
+	if rest := bytes.TrimSpace(raw[dec.InputOffset():]); len(rest) > 0 {
+		return nil, false
+	}
+	src := &batchSource{events: make([]usage.Event, 0, len(req.Events))}
+	for i, w := range req.Events {
+		if w.ID == "" || w.Activity == "" || w.Source == "" || w.ServiceSID == "" || w.Identity == "" || w.OccurredAt == "" {
+			return nil, false
+		}
+		e, errs, _ := fromWire(w, i, now, nil, nil)
+		if len(errs) > 0 {
+			return nil, false
+		}
+		src.events = append(src.events, e)
+	}
+	return src, true
 }
 
 // ndjsonSource decodes an NDJSON body line by line as PostgreSQL consumes

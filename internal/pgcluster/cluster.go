@@ -72,6 +72,9 @@ type Options struct {
 	Fast bool
 	// Logger receives a line when the cluster is created or started.
 	Logger *slog.Logger
+	// Settings are extra server settings (-c name=value), e.g. a larger
+	// shared_buffers for benchmarks; they override the defaults.
+	Settings map[string]string
 }
 
 // Cluster is a running private PostgreSQL server.
@@ -130,7 +133,7 @@ func Start(ctx context.Context, dir string, opts Options) (*Cluster, error) {
 	// After a crash, backends of the dead server may still hold its shared
 	// memory for a moment: retry while PostgreSQL says so.
 	for attempt := 0; ; attempt++ {
-		err = c.start(ctx, bin, cred, opts.Fast)
+		err = c.start(ctx, bin, cred, opts)
 		if err == nil {
 			break
 		}
@@ -222,11 +225,18 @@ func removeStalePID(dir string) error {
 	return nil
 }
 
-func (c *Cluster) start(ctx context.Context, bin string, cred *syscall.Credential, fast bool) error {
-	args := []string{"-D", c.dir, "-k", c.socket, "-c", "listen_addresses=", "-c", "max_connections=200",
-		"-c", "shared_buffers=128MB", "-c", "unix_socket_permissions=0700"}
-	if fast {
-		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
+func (c *Cluster) start(ctx context.Context, bin string, cred *syscall.Credential, opts Options) error {
+	settings := map[string]string{"listen_addresses": "", "max_connections": "200", "shared_buffers": "128MB",
+		"unix_socket_permissions": "0700"}
+	if opts.Fast {
+		settings["fsync"], settings["synchronous_commit"], settings["full_page_writes"] = "off", "off", "off"
+	}
+	for k, v := range opts.Settings {
+		settings[k] = v
+	}
+	args := []string{"-D", c.dir, "-k", c.socket}
+	for _, k := range sortedKeys(settings) {
+		args = append(args, "-c", k+"="+settings[k])
 	}
 	logFile, err := os.OpenFile(filepath.Join(c.dir, "..", filepath.Base(c.dir)+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
@@ -314,6 +324,15 @@ func (c *Cluster) Exited() <-chan struct{} { return c.exited }
 // usable by pgx and psql.
 func (c *Cluster) ConnString(db string) string {
 	return "postgres://postgres@/" + url.PathEscape(db) + "?host=" + url.QueryEscape(c.socket) + "&sslmode=disable"
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 func run(ctx context.Context, cred *syscall.Credential, name string, args ...string) ([]byte, error) {
