@@ -12,9 +12,11 @@ import (
 )
 
 // identityStats counts a month's identities in one pass over the month's
-// rollup rows. EXPLAIN: an index scan on month_users_pkey
-// (account_sid, month[, service_sid]) joined to users by users_pkey
-// (account_sid, service_sid, identity) — a merge or hash join, no events.
+// rollup rows, never events. EXPLAIN with 1 M users in one account-month
+// (the month is the whole table): parallel seq scans of month_users and
+// users and a parallel hash join on (service_sid, identity), ~1 s; when the
+// month is a small part of the table, month_users_pkey's range
+// (account_sid, month[, service_sid]) and users_pkey serve it instead.
 const identityStats = `SELECT count(*),
     count(*) FILTER (WHERE u.first_at >= $3),
     count(*) FILTER (WHERE u.first_at < $3),
@@ -28,14 +30,18 @@ FROM month_users m
 JOIN users u ON u.account_sid = m.account_sid AND u.service_sid = m.service_sid AND u.identity = m.identity
 WHERE m.account_sid = $1 AND m.month = $2 AND ($4::text IS NULL OR m.service_sid = $4)`
 
-// churned counts last month's identities absent this month. EXPLAIN: an
-// anti join of two index ranges of month_users_pkey.
+// churned counts last month's identities absent this month. EXPLAIN: a
+// nested-loop anti join of index-only scans of month_users_pkey (the
+// previous month's range, probed by (account_sid, month, service_sid,
+// identity) in this month).
 const churned = `SELECT count(*) FROM month_users p
 WHERE p.account_sid = $1 AND p.month = $2 AND ($4::text IS NULL OR p.service_sid = $4)
   AND NOT EXISTS (SELECT 1 FROM month_users m WHERE m.account_sid = $1 AND m.month = $3
                   AND m.service_sid = p.service_sid AND m.identity = p.identity)`
 
-// topIdentities: a top-N sort over the month's index range.
+// topIdentities: a top-N heap sort of the month's rows (EXPLAIN with 1 M
+// users: Gather Merge over a parallel seq scan; the PK range on a small
+// month).
 const topIdentities = `SELECT service_sid, identity, events FROM month_users
 WHERE account_sid = $1 AND month = $2 AND ($3::text IS NULL OR service_sid = $3)
 ORDER BY events DESC, service_sid, identity LIMIT 10`

@@ -19,9 +19,10 @@ type querier interface {
 }
 
 // monthFigures counts a month from the rollup, never from events: one row
-// per active user, joined to users for the first activity ever.
-// Served by the primary keys of month_users (account_sid, month, …) and
-// users (account_sid, service_sid, identity).
+// per active user, joined to users for the first activity ever. EXPLAIN
+// with 1 M users in one month: parallel hash join of month_users and users;
+// on a month that is a small part of the table, the primary keys of
+// month_users (account_sid, month, …) and users serve it.
 const monthFigures = `SELECT m.service_sid, m.first_activity, count(*),
        count(*) FILTER (WHERE u.first_at >= $3 AND u.first_at < $4),
        count(*) FILTER (WHERE m.activities & ~$5::smallint = 0)
