@@ -203,3 +203,28 @@ func TestSecretNotInDatabase(t *testing.T) {
 		t.Fatal("a secret is in the logs")
 	}
 }
+
+// TestVerifiedKeysAreCached shows that authentication costs no database
+// round trip while a key is cached: minting (which needs nothing else from
+// the database) keeps working with the database gone, until the key TTL
+// runs out; then the API answers 503.
+func TestVerifiedKeysAreCached(t *testing.T) {
+	e := newEnv(t)
+	srv := e.newServer(time.Second)
+	key := e.keys[e.acme][usage.RoleIngest]
+	mint := func() int {
+		return e.do(srv, key, "POST", "/v1/accounts/"+e.acme+"/tokens", "application/json",
+			strings.NewReader(`{"identity":"alice","grants":{"chat":{"service_sid":"IS1"}}}`)).status
+	}
+	if st := mint(); st != 201 {
+		t.Fatalf("mint: %d", st)
+	}
+	e.pool.Close() // the database is gone for this server
+	if st := mint(); st != 201 {
+		t.Fatalf("mint with a cached key and no database: %d, want 201", st)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if st := mint(); st != 503 {
+		t.Fatalf("mint after the key TTL with no database: %d, want 503", st)
+	}
+}

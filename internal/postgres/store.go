@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/puddle/v2"
 
 	"github.com/tallyhq/tally/internal/usage"
 )
@@ -78,8 +79,9 @@ func translate(err error) error {
 	}
 	var connErr *pgconn.ConnectError
 	var netErr net.Error
+	// A closed pool means the process is shutting down: unavailable too.
 	if errors.As(err, &connErr) || errors.As(err, &netErr) || pgconn.SafeToRetry(err) ||
-		errors.Is(err, context.DeadlineExceeded) {
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, puddle.ErrClosedPool) {
 		return fmt.Errorf("%w: %w", usage.ErrUnavailable, err)
 	}
 	return err
