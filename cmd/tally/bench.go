@@ -69,16 +69,13 @@ func (e *env) bench(ctx context.Context, what string, o benchOptions) error {
 		}
 		// Durable, as in production (fsync and synchronous_commit stay on),
 		// with memory and WAL room for tens of millions of rows.
-		cluster, err := pgcluster.Start(ctx, filepath.Join(dir, "postgres"), pgcluster.Options{Settings: map[string]string{
+		url, stop, err := privateDatabase(ctx, filepath.Join(dir, "postgres"), "tally_bench", pgcluster.Options{Settings: map[string]string{
 			"shared_buffers": "2GB", "max_wal_size": "8GB", "checkpoint_timeout": "30min", "work_mem": "64MB"}})
 		if err != nil {
 			return err
 		}
-		defer cluster.Stop(context.WithoutCancel(ctx))
-		if err := createDatabase(ctx, cluster.ConnString("postgres"), "tally_bench"); err != nil {
-			return err
-		}
-		dbURL = cluster.ConnString("tally_bench")
+		defer stop()
+		dbURL = url
 	}
 	pool, err := openPool(ctx, dbURL)
 	if err != nil {

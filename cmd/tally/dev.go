@@ -69,17 +69,13 @@ func (e *env) dev(ctx context.Context, addr, dataDir string) error {
 
 	dbURL := e.getenv("DATABASE_URL")
 	if dbURL == "" {
-		cluster, err := pgcluster.Start(ctx, filepath.Join(dataDir, "postgres"), pgcluster.Options{Logger: log,
+		url, stop, err := privateDatabase(ctx, filepath.Join(dataDir, "postgres"), "tally", pgcluster.Options{Logger: log,
 			Settings: map[string]string{"shared_buffers": "512MB", "max_wal_size": "4GB"}})
 		if err != nil {
 			return err
 		}
-		// Stop even when ctx is already cancelled by Ctrl-C.
-		defer cluster.Stop(context.WithoutCancel(ctx))
-		if err := createDatabase(ctx, cluster.ConnString("postgres"), "tally"); err != nil {
-			return err
-		}
-		dbURL = cluster.ConnString("tally")
+		defer stop()
+		dbURL = url
 	}
 
 	box, err := devMasterKey(filepath.Join(dataDir, "master.key"))
@@ -114,6 +110,22 @@ func (e *env) dev(ctx context.Context, addr, dataDir string) error {
 	}
 	e.banner(creds, credsPath)
 	return e.serveAPI(ctx, ln, pool, box, log)
+}
+
+// privateDatabase starts (or creates) the private cluster in dir and makes
+// database db in it. stop shuts the cluster down, even after Ctrl-C has
+// cancelled ctx.
+func privateDatabase(ctx context.Context, dir, db string, opts pgcluster.Options) (url string, stop func(), err error) {
+	cluster, err := pgcluster.Start(ctx, dir, opts)
+	if err != nil {
+		return "", nil, err
+	}
+	stop = func() { cluster.Stop(context.WithoutCancel(ctx)) }
+	if err := createDatabase(ctx, cluster.ConnString("postgres"), db); err != nil {
+		stop()
+		return "", nil, err
+	}
+	return cluster.ConnString(db), stop, nil
 }
 
 // createDatabase creates db on the server behind maintenanceURL unless it

@@ -38,6 +38,20 @@ func serviceQuery(c echo.Context) (*string, error) {
 	return &v, nil
 }
 
+// identityScope authorizes an admin request and reads the month and the
+// optional service it is about.
+func (s *Server) identityScope(c echo.Context) (account string, m usage.Month, svc *string, err error) {
+	account = c.Param("account_sid")
+	if err = s.authorize(c, account, usage.RoleAdmin); err != nil {
+		return
+	}
+	if m, err = monthQuery(c); err != nil {
+		return
+	}
+	svc, err = serviceQuery(c)
+	return
+}
+
 type identityEventsJSON struct {
 	ServiceSID string `json:"service_sid"`
 	Identity   string `json:"identity"`
@@ -62,15 +76,7 @@ type identityStatsJSON struct {
 }
 
 func (s *Server) identityStats(c echo.Context) error {
-	account := c.Param("account_sid")
-	if err := s.authorize(c, account, usage.RoleAdmin); err != nil {
-		return err
-	}
-	m, err := monthQuery(c)
-	if err != nil {
-		return err
-	}
-	svc, err := serviceQuery(c)
+	account, m, svc, err := s.identityScope(c)
 	if err != nil {
 		return err
 	}
@@ -103,15 +109,7 @@ type identityMonthJSON struct {
 }
 
 func (s *Server) listIdentities(c echo.Context) error {
-	account := c.Param("account_sid")
-	if err := s.authorize(c, account, usage.RoleAdmin); err != nil {
-		return err
-	}
-	m, err := monthQuery(c)
-	if err != nil {
-		return err
-	}
-	svc, err := serviceQuery(c)
+	account, m, svc, err := s.identityScope(c)
 	if err != nil {
 		return err
 	}

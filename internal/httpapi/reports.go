@@ -57,16 +57,22 @@ func (s *Server) report(c echo.Context, accountSID string, m usage.Month, versio
 	return s.store.ProvisionalReport(ctx, accountSID, m)
 }
 
+// reportScope authorizes a finance read and reads the month and the
+// optional ?version.
+func (s *Server) reportScope(c echo.Context) (account string, m usage.Month, version *int, err error) {
+	account = c.Param("account_sid")
+	if err = s.authorize(c, account, usage.RoleFinance, usage.RoleAdmin); err != nil {
+		return
+	}
+	if m, err = monthParam(c); err != nil {
+		return
+	}
+	version, err = intParam(c, "version")
+	return
+}
+
 func (s *Server) getReport(c echo.Context) error {
-	account := c.Param("account_sid")
-	if err := s.authorize(c, account, usage.RoleFinance, usage.RoleAdmin); err != nil {
-		return err
-	}
-	m, err := monthParam(c)
-	if err != nil {
-		return err
-	}
-	version, err := intParam(c, "version")
+	account, m, version, err := s.reportScope(c)
 	if err != nil {
 		return err
 	}
@@ -176,15 +182,7 @@ func pageSize(c echo.Context) (int, error) {
 }
 
 func (s *Server) getRoster(c echo.Context) error {
-	account := c.Param("account_sid")
-	if err := s.authorize(c, account, usage.RoleFinance, usage.RoleAdmin); err != nil {
-		return err
-	}
-	m, err := monthParam(c)
-	if err != nil {
-		return err
-	}
-	version, err := intParam(c, "version")
+	account, m, version, err := s.reportScope(c)
 	if err != nil {
 		return err
 	}
