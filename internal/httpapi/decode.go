@@ -14,6 +14,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/tallyhq/tally/internal/postgres"
 	"github.com/tallyhq/tally/internal/usage"
 )
 
@@ -285,25 +286,8 @@ func hex4(b []byte, at int) (rune, bool) {
 	return r, true
 }
 
-// batchSource serves the events of a JSON batch, all decoded and validated
-// up front (a batch is at most 1 MiB).
-type batchSource struct {
-	events []usage.Event
-	next   int
-}
-
-func (b *batchSource) Next() (usage.Event, error) {
-	if b.next >= len(b.events) {
-		return usage.Event{}, io.EOF
-	}
-	b.next++
-	return b.events[b.next-1], nil
-}
-
-func (b *batchSource) Err() error { return nil }
-
 // decodeBatch reads a JSON body {"events": [...]}.
-func decodeBatch(body io.Reader, now time.Time) (*batchSource, error) {
+func decodeBatch(body io.Reader, now time.Time) (*postgres.Batch, error) {
 	raw, err := io.ReadAll(body) // at most MaxJSONBody, by the caller's MaxBytesReader
 	if err != nil {
 		return nil, err
@@ -331,7 +315,7 @@ func decodeBatch(body io.Reader, now time.Time) (*batchSource, error) {
 		return nil, usage.Invalid("events", "must hold 1 to 1000 events, not %d", len(raws))
 	}
 	var errs []usage.FieldError
-	src := &batchSource{events: make([]usage.Event, 0, len(raws))}
+	src := &postgres.Batch{Events: make([]usage.Event, 0, len(raws))}
 	for i, raw := range raws {
 		var e usage.Event
 		var err error
@@ -341,7 +325,7 @@ func decodeBatch(body io.Reader, now time.Time) (*batchSource, error) {
 			return nil, errMalformed(err.Error())
 		}
 		if len(errs) == n {
-			src.events = append(src.events, e)
+			src.Events = append(src.Events, e)
 		}
 	}
 	if len(errs) > 0 {
@@ -353,7 +337,7 @@ func decodeBatch(body io.Reader, now time.Time) (*batchSource, error) {
 // decodeBatchFast decodes a well-formed batch in one pass. It gives up
 // (ok false) at the first sign of trouble, so that the slow path can name
 // every problem precisely.
-func decodeBatchFast(raw []byte, now time.Time) (*batchSource, bool) {
+func decodeBatchFast(raw []byte, now time.Time) (*postgres.Batch, bool) {
 	if !validJSONText(raw) {
 		return nil, false
 	}
@@ -368,7 +352,7 @@ func decodeBatchFast(raw []byte, now time.Time) (*batchSource, bool) {
 	if rest := bytes.TrimSpace(raw[dec.InputOffset():]); len(rest) > 0 {
 		return nil, false
 	}
-	src := &batchSource{events: make([]usage.Event, 0, len(req.Events))}
+	src := &postgres.Batch{Events: make([]usage.Event, 0, len(req.Events))}
 	for i, w := range req.Events {
 		if w.ID == "" || w.Activity == "" || w.Source == "" || w.ServiceSID == "" || w.Identity == "" || w.OccurredAt == "" {
 			return nil, false
@@ -377,7 +361,7 @@ func decodeBatchFast(raw []byte, now time.Time) (*batchSource, bool) {
 		if len(errs) > 0 {
 			return nil, false
 		}
-		src.events = append(src.events, e)
+		src.Events = append(src.Events, e)
 	}
 	return src, true
 }

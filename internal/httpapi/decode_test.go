@@ -112,8 +112,8 @@ func TestDecodeBatch(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if len(src.events) != tt.wantN {
-					t.Fatalf("%d events, want %d", len(src.events), tt.wantN)
+				if len(src.Events) != tt.wantN {
+					t.Fatalf("%d events, want %d", len(src.Events), tt.wantN)
 				}
 				return
 			}
@@ -207,7 +207,7 @@ func FuzzDecodeEvent(f *testing.F) {
 		body := append(append([]byte(`{"events":[`), raw...), "]}"...)
 		if fast, ok := decodeBatchFast(body, testNow); ok {
 			slow, err := decodeBatch(bytes.NewReader(body), testNow)
-			if err != nil || len(slow.events) != len(fast.events) {
+			if err != nil || len(slow.Events) != len(fast.Events) {
 				t.Fatalf("fast path accepted %q, slow path: %v", body, err)
 			}
 		}

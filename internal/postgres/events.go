@@ -33,6 +33,27 @@ type IngestResult struct {
 	Late       int64 `json:"late"`
 }
 
+// Batch is an EventSource whose events are all in memory and valid: a JSON
+// batch, the events of token verifications. RecordEvents sends it to the
+// staging table in the same round trip as the statements that merge it,
+// where a stream needs a COPY of its own.
+type Batch struct {
+	Events []usage.Event
+	next   int
+}
+
+// Next implements EventSource.
+func (b *Batch) Next() (usage.Event, error) {
+	if b.next >= len(b.Events) {
+		return usage.Event{}, io.EOF
+	}
+	b.next++
+	return b.Events[b.next-1], nil
+}
+
+// Err implements EventSource: a Batch holds only valid events.
+func (b *Batch) Err() error { return nil }
+
 // The staging table lives per connection (temporary, emptied at commit), so
 // a body is copied in one COPY and merged with a few set-based statements.
 const createStaging = `CREATE TEMP TABLE IF NOT EXISTS ingest_staging (
@@ -49,22 +70,31 @@ const createStaging = `CREATE TEMP TABLE IF NOT EXISTS ingest_staging (
     channel_sid  text,
     endpoint_id  text COLLATE "C",
     identity_flags smallint NOT NULL,
-    fresh        boolean NOT NULL DEFAULT false
+    fresh        boolean NOT NULL DEFAULT true
 ) ON COMMIT DELETE ROWS`
+
+// stageBatch inserts a Batch into the staging table from one array per
+// column.
+const stageBatch = `INSERT INTO ingest_staging (id, occurred_at, month, activity, activity_bit, source, source_bit,
+    service_sid, identity, actor, channel_sid, endpoint_id, identity_flags)
+SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::date[], $4::text[], $5::smallint[], $6::text[], $7::smallint[],
+    $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::smallint[])`
 
 var stagingColumns = []string{"id", "occurred_at", "month", "activity", "activity_bit", "source", "source_bit",
 	"service_sid", "identity", "actor", "channel_sid", "endpoint_id", "identity_flags"}
 
-// markFresh claims the body's event ids in the idempotency table. Ids are
-// inserted in sorted order so that concurrent bodies sharing ids wait on each
-// other instead of deadlocking; the ids that were new are marked fresh.
-const markFresh = `WITH claimed AS (
+// claimIDs claims the body's event ids in the idempotency table and marks
+// the rows whose id was already taken; it reports the number of duplicates.
+// Ids are inserted in sorted order so that concurrent bodies sharing ids wait
+// on each other instead of deadlocking. Marking the duplicates, not the new
+// rows, leaves a body of new events (the usual case) unwritten.
+const claimIDs = `WITH claimed AS (
     INSERT INTO event_ids (account_sid, event_id)
     SELECT $1, id FROM ingest_staging ORDER BY id
     ON CONFLICT DO NOTHING
     RETURNING event_id
 )
-UPDATE ingest_staging s SET fresh = true FROM claimed c WHERE s.id = c.event_id`
+UPDATE ingest_staging SET fresh = false WHERE id NOT IN (SELECT event_id FROM claimed)`
 
 const insertEvents = `INSERT INTO events (account_sid, occurred_at, event_id, activity, source, service_sid,
     identity, actor, channel_sid, endpoint_id, received_at)
@@ -102,17 +132,21 @@ ON CONFLICT (account_sid, month, service_sid, identity) DO UPDATE SET
                      ELSE ARRAY(SELECT DISTINCT e FROM unnest(m.endpoints || EXCLUDED.endpoints) AS e ORDER BY e) END,
     last_received_at = EXCLUDED.last_received_at`
 
-// upsertUsers keeps each user's first and last activity ever, in key order
-// for the same reason as the rollup.
-const upsertUsers = `INSERT INTO users AS u (account_sid, service_sid, identity, first_at, last_at)
-SELECT $1, service_sid, identity, min(occurred_at), max(occurred_at)
-FROM ingest_staging WHERE fresh
-GROUP BY service_sid, identity
-ORDER BY service_sid, identity
-ON CONFLICT (account_sid, service_sid, identity) DO UPDATE SET
-    first_at = least(u.first_at, EXCLUDED.first_at),
-    last_at = greatest(u.last_at, EXCLUDED.last_at)
-WHERE EXCLUDED.first_at < u.first_at OR EXCLUDED.last_at > u.last_at`
+// upsertUsers keeps each user's first activity ever, in key order for the
+// same reason as the rollup. Most users of a body are known with an earlier
+// first activity: they are skipped by an index probe (users_pkey) that takes
+// no row lock, so bodies sharing users do not queue on them. Skipping is
+// safe because first_at only ever moves earlier.
+const upsertUsers = `INSERT INTO users AS u (account_sid, service_sid, identity, first_at)
+SELECT $1, s.service_sid, s.identity, s.first_at
+FROM (SELECT service_sid, identity, min(occurred_at) AS first_at
+      FROM ingest_staging WHERE fresh GROUP BY service_sid, identity) AS s
+WHERE coalesce((SELECT k.first_at FROM users k
+                WHERE k.account_sid = $1 AND k.service_sid = s.service_sid AND k.identity = s.identity),
+               'infinity') > s.first_at
+ORDER BY s.service_sid, s.identity
+ON CONFLICT (account_sid, service_sid, identity) DO UPDATE SET first_at = EXCLUDED.first_at
+WHERE EXCLUDED.first_at < u.first_at`
 
 // insertAccountMonths notes the months the account has events in, for the
 // scheduler. DO NOTHING leaves existing rows unlocked, so concurrent bodies
@@ -142,21 +176,27 @@ type lateMonth struct {
 // id within the body (the first occurrence wins).
 func (s *Store) RecordEvents(ctx context.Context, accountSID string, src EventSource) (IngestResult, error) {
 	var res IngestResult
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	err := s.ingestTx(ctx, func(tx pgx.Tx) error {
 		now := s.now().UTC()
-		if _, err := tx.Exec(ctx, createStaging); err != nil {
-			return fmt.Errorf("create staging table: %w", err)
-		}
 		rows := &stagingRows{src: src, seen: make(map[string]struct{}), months: make(map[usage.Month]struct{})}
-		n, err := tx.CopyFrom(ctx, pgx.Identifier{"ingest_staging"}, stagingColumns, rows)
-		if err != nil {
-			if rows.srcErr != nil { // the body, not the database, failed
-				return rows.srcErr
+		b := &pgx.Batch{}
+		var n int64
+		if _, ok := src.(*Batch); ok {
+			cols := rows.columns()
+			n = int64(len(cols[0].([]string)))
+			b.Queue(stageBatch, cols...)
+		} else {
+			var err error
+			n, err = tx.CopyFrom(ctx, pgx.Identifier{"ingest_staging"}, stagingColumns, rows)
+			if err != nil {
+				if rows.srcErr != nil { // the body, not the database, failed
+					return rows.srcErr
+				}
+				return fmt.Errorf("copy events: %w", err)
 			}
-			return fmt.Errorf("copy events: %w", err)
-		}
-		if err := src.Err(); err != nil {
-			return err
+			if err := src.Err(); err != nil {
+				return err
+			}
 		}
 		months := sortedMonths(rows.months)
 		for _, m := range months {
@@ -167,42 +207,47 @@ func (s *Store) RecordEvents(ctx context.Context, accountSID string, src EventSo
 		// The set-based statements go in one round trip. Shared month locks
 		// come first: the report job takes them exclusively, so it never
 		// finalizes a month while a body for it is in flight, and a body that
-		// commits after a version sees it and counts as late.
-		b := &pgx.Batch{}
+		// commits after a version sees it and counts as late. The rollup
+		// comes last: its rows are the ones concurrent bodies share, so they
+		// stay locked for the shortest time.
 		b.Queue(lockMonthsShared, monthLockKeys(accountSID, months))
-		b.Queue(markFresh, accountSID)
+		b.Queue(claimIDs, accountSID)
 		b.Queue(insertEvents, accountSID, now)
-		b.Queue(upsertMonthUsers, accountSID, now)
 		b.Queue(upsertUsers, accountSID)
 		b.Queue(insertAccountMonths, accountSID)
+		b.Queue(upsertMonthUsers, accountSID, now)
 		b.Queue(countLate, accountSID)
-		br := tx.SendBatch(ctx, b)
 		var late []lateMonth
-		err = func() error {
+		err := func() error {
+			br := tx.SendBatch(ctx, b)
 			defer br.Close()
-			for i, name := range []string{"lock months", "claim event ids", "insert events", "update month rollup", "update users", "record account months"} {
+			names := []string{"stage events", "lock months", "claim event ids", "insert events", "update users", "record account months", "update month rollup"}
+			if b.Len() == len(names) { // the events were copied
+				names = names[1:]
+			}
+			for _, name := range names {
 				tag, err := br.Exec()
 				if err != nil {
 					return fmt.Errorf("%s: %w", name, err)
 				}
-				if i == 1 {
-					res.Accepted = tag.RowsAffected()
+				if name == "claim event ids" {
+					res.Duplicates = tag.RowsAffected()
 				}
 			}
 			rows, err := br.Query()
+			if err == nil {
+				late, err = pgx.CollectRows(rows, pgx.RowToStructByPos[lateMonth])
+			}
 			if err != nil {
 				return fmt.Errorf("count late events: %w", err)
 			}
-			late, err = pgx.CollectRows(rows, pgx.RowToStructByPos[lateMonth])
-			if err != nil {
-				return fmt.Errorf("count late events: %w", err)
-			}
-			return nil
+			return br.Close()
 		}()
 		if err != nil {
 			return err
 		}
-		res.Duplicates = n + rows.repeats - res.Accepted
+		res.Accepted = n - res.Duplicates
+		res.Duplicates += rows.repeats
 		for _, l := range late { // in month order, like every other writer
 			res.Late += l.N
 			if _, err := tx.Exec(ctx, `UPDATE account_months SET revision_due = true
@@ -220,6 +265,29 @@ func (s *Store) RecordEvents(ctx context.Context, accountSID string, src EventSo
 		return IngestResult{}, fmt.Errorf("record events for %s: %w", accountSID, err)
 	}
 	return res, nil
+}
+
+// stagingKey marks, in a connection's CustomData, that its session holds
+// the staging table.
+const stagingKey = "tally.ingest_staging"
+
+// ingestTx runs fn in a transaction on a connection whose session has the
+// staging table. The table is created once per connection, outside any
+// transaction (a rollback would take it away), not once per body.
+func (s *Store) ingestTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return translate(fmt.Errorf("acquire connection: %w", err))
+	}
+	defer conn.Release()
+	data := conn.Conn().PgConn().CustomData()
+	if data[stagingKey] == nil {
+		if _, err := conn.Exec(ctx, createStaging); err != nil {
+			return translate(fmt.Errorf("create staging table: %w", err))
+		}
+		data[stagingKey] = true
+	}
+	return translate(pgx.BeginFunc(ctx, conn, fn))
 }
 
 // stagingRows adapts an EventSource to pgx.CopyFromSource.
@@ -257,6 +325,43 @@ func (r *stagingRows) Next() bool {
 }
 
 func (r *stagingRows) Values() ([]any, error) { return r.row, nil }
+
+// columns reads the whole source into one array per staging column, for
+// stageBatch.
+func (r *stagingRows) columns() []any {
+	var (
+		ids, activities, sources, services, identities []string
+		occurred                                       []time.Time
+		months                                         []time.Time
+		activityBits, sourceBits, flags                []int16
+		actors, channels, endpoints                    []*string
+	)
+	for r.Next() {
+		v := r.row
+		ids = append(ids, v[0].(string))
+		occurred = append(occurred, v[1].(time.Time))
+		months = append(months, v[2].(time.Time))
+		activities = append(activities, v[3].(string))
+		activityBits = append(activityBits, v[4].(int16))
+		sources = append(sources, v[5].(string))
+		sourceBits = append(sourceBits, v[6].(int16))
+		services = append(services, v[7].(string))
+		identities = append(identities, v[8].(string))
+		actors = append(actors, optional(v[9]))
+		channels = append(channels, optional(v[10]))
+		endpoints = append(endpoints, optional(v[11]))
+		flags = append(flags, v[12].(int16))
+	}
+	return []any{ids, occurred, months, activities, activityBits, sources, sourceBits, services, identities,
+		actors, channels, endpoints, flags}
+}
+
+func optional(v any) *string {
+	if s, ok := v.(string); ok {
+		return &s
+	}
+	return nil
+}
 
 func (r *stagingRows) Err() error { return r.srcErr }
 

@@ -150,13 +150,13 @@ func likePrefix(p string) string {
 func (s *Store) UserHistory(ctx context.Context, accountSID, serviceSID, identity string) (usage.UserHistory, error) {
 	h := usage.UserHistory{ServiceSID: serviceSID, Identity: identity}
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx, `SELECT first_at, last_at FROM users
+		err := tx.QueryRow(ctx, `SELECT first_at FROM users
 			WHERE account_sid = $1 AND service_sid = $2 AND identity = $3`, accountSID, serviceSID, identity).
-			Scan(&h.FirstActiveAt, &h.LastActiveAt)
+			Scan(&h.FirstActiveAt)
 		if err != nil {
 			return fmt.Errorf("user: %w", err)
 		}
-		h.FirstActiveAt, h.LastActiveAt = h.FirstActiveAt.UTC(), h.LastActiveAt.UTC()
+		h.FirstActiveAt = h.FirstActiveAt.UTC()
 		rows, err := tx.Query(ctx, `SELECT service_sid, identity, events, first_at, last_at, activities, sources, endpoints, month
 			FROM month_users m WHERE account_sid = $1 AND service_sid = $2 AND identity = $3
 			AND month IN (SELECT month FROM account_months WHERE account_sid = $1)
@@ -165,7 +165,14 @@ func (s *Store) UserHistory(ctx context.Context, accountSID, serviceSID, identit
 			return fmt.Errorf("user months: %w", err)
 		}
 		h.Months, err = collectIdentityMonths(rows, usage.Month{}, true)
-		return err
+		if err != nil {
+			return err
+		}
+		// The last activity ever is the latest month's: months are in order.
+		if n := len(h.Months); n > 0 {
+			h.LastActiveAt = h.Months[n-1].LastActiveAt
+		}
+		return nil
 	})
 	if err != nil {
 		return usage.UserHistory{}, translate(fmt.Errorf("history of %s/%s in %s: %w", serviceSID, identity, accountSID, err))
