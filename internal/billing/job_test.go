@@ -43,6 +43,7 @@ type fixture struct {
 	ac    string
 	mu    sync.Mutex
 	now   time.Time
+	posts int
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -76,7 +77,13 @@ func (f *fixture) setNow(s string) {
 
 func (f *fixture) post(events ...usage.Event) postgres.IngestResult {
 	f.t.Helper()
-	res, err := f.store.RecordEvents(f.t.Context(), f.ac, &source{events: events})
+	// Posts alternate between the two ingest paths, a stream (COPY) and an
+	// in-memory batch (one pipeline), so consecutive posts exercise both.
+	var src postgres.EventSource = &source{events: events}
+	if f.posts++; f.posts%2 == 0 {
+		src = &postgres.Batch{Events: events}
+	}
+	res, err := f.store.RecordEvents(f.t.Context(), f.ac, src)
 	if err != nil {
 		f.t.Fatal(err)
 	}

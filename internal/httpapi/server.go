@@ -73,9 +73,9 @@ func New(cfg Config) *echo.Echo {
 		ingest:  newLimiter(orDefault(cfg.IngestLimit, DefaultIngestLimit)),
 		tokens:  newLimiter(orDefault(cfg.TokenLimit, DefaultTokenLimit)),
 	}
-	// Two flushes in flight keep both cores of a small machine busy while
-	// the verifications that arrive meanwhile gather into the next group.
-	s.authLog = postgres.NewCoalescer(cfg.Store, 2)
+	// One flush in flight per account (the verifications that arrive
+	// meanwhile gather into its next group), at most four in all.
+	s.authLog = postgres.NewCoalescer(cfg.Store, 4)
 	s.authLog.Observe = s.metrics.recorded
 	if s.job == nil {
 		s.job = &billing.Job{Store: cfg.Store, Now: cfg.Now}

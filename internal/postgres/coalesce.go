@@ -15,8 +15,9 @@ import (
 // its own, and the rate of verifications is the rate of commits.
 //
 // No goroutine runs in the background. The first caller of a group is its
-// leader: it waits for a free flush slot while later callers join the
-// group, then records the whole group in one transaction and wakes them.
+// leader: it waits until its account has no flush in flight and a flush
+// slot is free, while later callers join the group; then it records the
+// whole group in one transaction and wakes them.
 // Each caller returns only after that commit, so nothing is acknowledged
 // before it is durable; a group is all or nothing, like a body.
 type Coalescer struct {
@@ -28,7 +29,8 @@ type Coalescer struct {
 	MaxEvents int
 	slots     chan struct{} // flushes in progress; their number bounds the connections used
 	mu        sync.Mutex
-	open      map[string]*group // per account, the group callers join
+	open      map[string]*group      // per account, the group callers join
+	flushing  map[string]*sync.Mutex // per account, held by the flush in flight
 }
 
 type group struct {
@@ -42,9 +44,11 @@ type group struct {
 const flushTimeout = 15 * time.Second
 
 // NewCoalescer records through s, with at most flushes transactions in
-// flight at once.
+// flight at once, one per account: while an account's flush runs, its next
+// group gathers.
 func NewCoalescer(s *Store, flushes int) *Coalescer {
-	return &Coalescer{store: s, MaxEvents: 1000, slots: make(chan struct{}, max(flushes, 1)), open: make(map[string]*group)}
+	return &Coalescer{store: s, MaxEvents: 1000, slots: make(chan struct{}, max(flushes, 1)),
+		open: make(map[string]*group), flushing: make(map[string]*sync.Mutex)}
 }
 
 // Record stores events (already validated) for an account and returns after
@@ -58,6 +62,11 @@ func (c *Coalescer) Record(ctx context.Context, accountSID string, events []usag
 		c.open[accountSID] = g
 	}
 	g.events = append(g.events, events...)
+	flushing := c.flushing[accountSID]
+	if flushing == nil {
+		flushing = new(sync.Mutex)
+		c.flushing[accountSID] = flushing
+	}
 	c.mu.Unlock()
 
 	if !leader {
@@ -69,6 +78,8 @@ func (c *Coalescer) Record(ctx context.Context, accountSID string, events []usag
 			return ctx.Err()
 		}
 	}
+	flushing.Lock()
+	defer flushing.Unlock()
 	c.slots <- struct{}{}
 	defer func() { <-c.slots }()
 	c.mu.Lock()

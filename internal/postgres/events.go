@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tallyhq/tally/internal/usage"
 )
@@ -159,44 +160,68 @@ const lockMonthsShared = `SELECT pg_advisory_xact_lock_shared(k) FROM (SELECT un
 
 // countLate counts the fresh events of months that already have a final
 // version.
-const countLate = `SELECT s.month, count(*) FROM ingest_staging s
+const countLate = `SELECT count(*) FROM ingest_staging s
 JOIN account_months a ON a.account_sid = $1 AND a.month = s.month AND a.final_version IS NOT NULL
-WHERE s.fresh GROUP BY s.month ORDER BY s.month`
+WHERE s.fresh`
 
-// lateMonth is a month of the body that already has a final version, and
-// how many of the body's fresh events fall in it.
-type lateMonth struct {
-	Month time.Time
-	N     int64
-}
+// flagLate marks the finalized months that received fresh events for a
+// revision. Only those rows are locked, in month order (the primary key
+// scan of = ANY over sorted months).
+const flagLate = `UPDATE account_months SET revision_due = true
+WHERE account_sid = $1 AND month = ANY($2::date[]) AND final_version IS NOT NULL AND NOT revision_due
+  AND month IN (SELECT month FROM ingest_staging WHERE fresh)`
 
 // RecordEvents stores the events of one body for an account, all or
 // nothing, and returns only after commit. An event whose id the account
 // already sent is a duplicate, whatever else it carries; so is a repeat of an
 // id within the body (the first occurrence wins).
 func (s *Store) RecordEvents(ctx context.Context, accountSID string, src EventSource) (IngestResult, error) {
-	var res IngestResult
-	err := s.ingestTx(ctx, func(tx pgx.Tx) error {
-		now := s.now().UTC()
-		rows := &stagingRows{src: src, seen: make(map[string]struct{}), months: make(map[usage.Month]struct{})}
+	res, err := s.recordEvents(ctx, accountSID, src)
+	if err != nil {
+		var verr *usage.ValidationError
+		if errors.As(err, &verr) {
+			return IngestResult{}, err
+		}
+		return IngestResult{}, translate(fmt.Errorf("record events for %s: %w", accountSID, err))
+	}
+	return res, nil
+}
+
+func (s *Store) recordEvents(ctx context.Context, accountSID string, src EventSource) (IngestResult, error) {
+	conn, err := s.ingestConn(ctx)
+	if err != nil {
+		return IngestResult{}, err
+	}
+	defer conn.Release()
+	rows := &stagingRows{src: src, seen: make(map[string]struct{}), months: make(map[usage.Month]struct{})}
+	if _, ok := src.(*Batch); ok {
+		// A Batch goes in a single round trip: staged and merged in the
+		// implicit transaction of one pipeline, committed at its end.
+		cols := rows.columns()
+		months := sortedMonths(rows.months)
+		for _, m := range months {
+			if _, ok := s.partitions.Load(m); ok {
+				continue
+			}
+			if err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error { return s.ensurePartition(ctx, tx, m) }); err != nil {
+				return IngestResult{}, err
+			}
+		}
 		b := &pgx.Batch{}
-		var n int64
-		if _, ok := src.(*Batch); ok {
-			cols := rows.columns()
-			n = int64(len(cols[0].([]string)))
-			b.Queue(stageBatch, cols...)
-		} else {
-			var err error
-			n, err = tx.CopyFrom(ctx, pgx.Identifier{"ingest_staging"}, stagingColumns, rows)
-			if err != nil {
-				if rows.srcErr != nil { // the body, not the database, failed
-					return rows.srcErr
-				}
-				return fmt.Errorf("copy events: %w", err)
+		b.Queue(stageBatch, cols...)
+		return s.merge(ctx, conn, b, accountSID, months, int64(len(cols[0].([]string))), rows.repeats)
+	}
+	var res IngestResult
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		n, err := tx.CopyFrom(ctx, pgx.Identifier{"ingest_staging"}, stagingColumns, rows)
+		if err != nil {
+			if rows.srcErr != nil { // the body, not the database, failed
+				return rows.srcErr
 			}
-			if err := src.Err(); err != nil {
-				return err
-			}
+			return fmt.Errorf("copy events: %w", err)
+		}
+		if err := src.Err(); err != nil {
+			return err
 		}
 		months := sortedMonths(rows.months)
 		for _, m := range months {
@@ -204,66 +229,69 @@ func (s *Store) RecordEvents(ctx context.Context, accountSID string, src EventSo
 				return err
 			}
 		}
-		// The set-based statements go in one round trip. Shared month locks
-		// come first: the report job takes them exclusively, so it never
-		// finalizes a month while a body for it is in flight, and a body that
-		// commits after a version sees it and counts as late. The rollup
-		// comes last: its rows are the ones concurrent bodies share, so they
-		// stay locked for the shortest time.
-		b.Queue(lockMonthsShared, monthLockKeys(accountSID, months))
-		b.Queue(claimIDs, accountSID)
-		b.Queue(insertEvents, accountSID, now)
-		b.Queue(upsertUsers, accountSID)
-		b.Queue(insertAccountMonths, accountSID)
-		b.Queue(upsertMonthUsers, accountSID, now)
-		b.Queue(countLate, accountSID)
-		var late []lateMonth
-		err := func() error {
-			br := tx.SendBatch(ctx, b)
-			defer br.Close()
-			names := []string{"stage events", "lock months", "claim event ids", "insert events", "update users", "record account months", "update month rollup"}
-			if b.Len() == len(names) { // the events were copied
-				names = names[1:]
-			}
-			for _, name := range names {
-				tag, err := br.Exec()
-				if err != nil {
-					return fmt.Errorf("%s: %w", name, err)
-				}
-				if name == "claim event ids" {
-					res.Duplicates = tag.RowsAffected()
-				}
-			}
-			rows, err := br.Query()
-			if err == nil {
-				late, err = pgx.CollectRows(rows, pgx.RowToStructByPos[lateMonth])
-			}
-			if err != nil {
-				return fmt.Errorf("count late events: %w", err)
-			}
-			return br.Close()
-		}()
-		if err != nil {
-			return err
-		}
-		res.Accepted = n - res.Duplicates
-		res.Duplicates += rows.repeats
-		for _, l := range late { // in month order, like every other writer
-			res.Late += l.N
-			if _, err := tx.Exec(ctx, `UPDATE account_months SET revision_due = true
-				WHERE account_sid = $1 AND month = $2 AND NOT revision_due`, accountSID, l.Month); err != nil {
-				return fmt.Errorf("flag revision: %w", err)
-			}
-		}
-		return nil
+		res, err = s.merge(ctx, tx, &pgx.Batch{}, accountSID, months, n, rows.repeats)
+		return err
 	})
-	if err != nil {
-		var verr *usage.ValidationError
-		if errors.As(err, &verr) {
-			return IngestResult{}, err
-		}
-		return IngestResult{}, fmt.Errorf("record events for %s: %w", accountSID, err)
+	return res, err
+}
+
+// batchSender is a transaction, or a connection where a pipeline is one
+// implicit transaction.
+type batchSender interface {
+	SendBatch(context.Context, *pgx.Batch) pgx.BatchResults
+}
+
+// merge appends to b the set-based statements that merge the staged events
+// (n of them, once repeats within the body were dropped) and sends them in
+// one round trip.
+func (s *Store) merge(ctx context.Context, q batchSender, b *pgx.Batch, accountSID string, months []usage.Month, n, repeats int64) (IngestResult, error) {
+	staged := b.Len() // statements already queued: their results come first
+	starts := make([]time.Time, len(months))
+	for i, m := range months {
+		starts[i] = m.Start()
 	}
+	now := s.now().UTC()
+	// Shared month locks come first: the report job takes them exclusively,
+	// so it never finalizes a month while a body for it is in flight, and a
+	// body that commits after a version sees it and counts as late. The
+	// rollup comes last: its rows are the ones concurrent bodies share, so
+	// they stay locked for the shortest time.
+	b.Queue(lockMonthsShared, monthLockKeys(accountSID, months))
+	b.Queue(claimIDs, accountSID)
+	b.Queue(insertEvents, accountSID, now)
+	b.Queue(upsertUsers, accountSID)
+	b.Queue(insertAccountMonths, accountSID)
+	b.Queue(flagLate, accountSID, starts)
+	b.Queue(upsertMonthUsers, accountSID, now)
+	b.Queue(countLate, accountSID)
+	names := []string{"lock months", "claim event ids", "insert events", "update users", "record account months",
+		"flag revisions", "update month rollup"}
+	br := q.SendBatch(ctx, b)
+	defer br.Close()
+	for range staged {
+		if _, err := br.Exec(); err != nil {
+			return IngestResult{}, fmt.Errorf("stage events: %w", err)
+		}
+	}
+	var res IngestResult
+	for _, name := range names {
+		tag, err := br.Exec()
+		if err != nil {
+			return IngestResult{}, fmt.Errorf("%s: %w", name, err)
+		}
+		if name == "claim event ids" {
+			res.Duplicates = tag.RowsAffected()
+		}
+	}
+	if err := br.QueryRow().Scan(&res.Late); err != nil {
+		return IngestResult{}, fmt.Errorf("count late events: %w", err)
+	}
+	// Closing reads the end of the pipeline: for a connection, its commit.
+	if err := br.Close(); err != nil {
+		return IngestResult{}, fmt.Errorf("commit events: %w", err)
+	}
+	res.Accepted = n - res.Duplicates
+	res.Duplicates += repeats
 	return res, nil
 }
 
@@ -271,23 +299,23 @@ func (s *Store) RecordEvents(ctx context.Context, accountSID string, src EventSo
 // the staging table.
 const stagingKey = "tally.ingest_staging"
 
-// ingestTx runs fn in a transaction on a connection whose session has the
-// staging table. The table is created once per connection, outside any
-// transaction (a rollback would take it away), not once per body.
-func (s *Store) ingestTx(ctx context.Context, fn func(pgx.Tx) error) error {
+// ingestConn acquires a connection whose session has the staging table.
+// The table is created once per connection, outside any transaction (a
+// rollback would take it away), not once per body.
+func (s *Store) ingestConn(ctx context.Context) (*pgxpool.Conn, error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return translate(fmt.Errorf("acquire connection: %w", err))
+		return nil, fmt.Errorf("acquire connection: %w", err)
 	}
-	defer conn.Release()
 	data := conn.Conn().PgConn().CustomData()
 	if data[stagingKey] == nil {
 		if _, err := conn.Exec(ctx, createStaging); err != nil {
-			return translate(fmt.Errorf("create staging table: %w", err))
+			conn.Release()
+			return nil, fmt.Errorf("create staging table: %w", err)
 		}
 		data[stagingKey] = true
 	}
-	return translate(pgx.BeginFunc(ctx, conn, fn))
+	return conn, nil
 }
 
 // stagingRows adapts an EventSource to pgx.CopyFromSource.
