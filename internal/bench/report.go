@@ -31,8 +31,8 @@ func (e *Env) LoadMonth(ctx context.Context, accountSID string, m usage.Month, e
 		        (array_agg(activity ORDER BY occurred_at, event_id))[1], (array_agg(event_id ORDER BY occurred_at, event_id))[1],
 		        min(occurred_at), max(occurred_at), count(*), 1, 1, array_agg(DISTINCT endpoint_id), max(received_at)
 		 FROM events WHERE account_sid = $1 GROUP BY account_sid, service_sid, identity`,
-		`INSERT INTO users (account_sid, service_sid, identity, first_at)
-		 SELECT account_sid, service_sid, identity, first_at FROM month_users WHERE account_sid = $1 AND month = $2::date`,
+		`INSERT INTO users (account_sid, service_sid, identity, first_month)
+		 SELECT account_sid, service_sid, identity, month FROM month_users WHERE account_sid = $1 AND month = $2::date`,
 		`INSERT INTO account_months (account_sid, month) VALUES ($1, $2::date)`,
 		`ANALYZE`,
 	}

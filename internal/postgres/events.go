@@ -133,21 +133,21 @@ ON CONFLICT (account_sid, month, service_sid, identity) DO UPDATE SET
                      ELSE ARRAY(SELECT DISTINCT e FROM unnest(m.endpoints || EXCLUDED.endpoints) AS e ORDER BY e) END,
     last_received_at = EXCLUDED.last_received_at`
 
-// upsertUsers keeps each user's first activity ever, in key order for the
-// same reason as the rollup. Most users of a body are known with an earlier
-// first activity: they are skipped by an index probe (users_pkey) that takes
-// no row lock, so bodies sharing users do not queue on them. Skipping is
-// safe because first_at only ever moves earlier.
-const upsertUsers = `INSERT INTO users AS u (account_sid, service_sid, identity, first_at)
-SELECT $1, s.service_sid, s.identity, s.first_at
-FROM (SELECT service_sid, identity, min(occurred_at) AS first_at
+// upsertUsers keeps the month of each user's first activity ever, in key
+// order for the same reason as the rollup. Most users of a body are known
+// from this month or an earlier one: they are skipped by an index probe
+// (users_pkey) that takes no row lock, so bodies sharing users do not queue
+// on them. Skipping is safe because first_month only ever moves earlier.
+const upsertUsers = `INSERT INTO users AS u (account_sid, service_sid, identity, first_month)
+SELECT $1, s.service_sid, s.identity, s.first_month
+FROM (SELECT service_sid, identity, min(month) AS first_month
       FROM ingest_staging WHERE fresh GROUP BY service_sid, identity) AS s
-WHERE coalesce((SELECT k.first_at FROM users k
+WHERE coalesce((SELECT k.first_month FROM users k
                 WHERE k.account_sid = $1 AND k.service_sid = s.service_sid AND k.identity = s.identity),
-               'infinity') > s.first_at
+               'infinity') > s.first_month
 ORDER BY s.service_sid, s.identity
-ON CONFLICT (account_sid, service_sid, identity) DO UPDATE SET first_at = EXCLUDED.first_at
-WHERE EXCLUDED.first_at < u.first_at`
+ON CONFLICT (account_sid, service_sid, identity) DO UPDATE SET first_month = EXCLUDED.first_month
+WHERE EXCLUDED.first_month < u.first_month`
 
 // insertAccountMonths notes the months the account has events in, for the
 // scheduler. DO NOTHING leaves existing rows unlocked, so concurrent bodies

@@ -285,8 +285,9 @@ WHERE m.account_sid IS NULL OR e.month IS NULL OR e.events <> m.events OR e.firs
 		t.Fatalf("ActiveUsers = %d, count(DISTINCT) = %d", got, distinct)
 	}
 	if n := count(t, pool, `SELECT count(*) FROM users u FULL JOIN (
-		SELECT service_sid, identity, min(occurred_at) f FROM events GROUP BY 1, 2) e
-		USING (service_sid, identity) WHERE u.first_at IS DISTINCT FROM e.f`); n != 0 {
+		SELECT service_sid, identity, date_trunc('month', min(occurred_at) AT TIME ZONE 'UTC')::date f
+		FROM events GROUP BY 1, 2) e
+		USING (service_sid, identity) WHERE u.first_month IS DISTINCT FROM e.f`); n != 0 {
 		t.Fatalf("%d users rows disagree with the events", n)
 	}
 }

@@ -18,8 +18,8 @@ import (
 // month is a small part of the table, month_users_pkey's range
 // (account_sid, month[, service_sid]) and users_pkey serve it instead.
 const identityStats = `SELECT count(*),
-    count(*) FILTER (WHERE u.first_at >= $3),
-    count(*) FILTER (WHERE u.first_at < $3),
+    count(*) FILTER (WHERE u.first_month = $3),
+    count(*) FILTER (WHERE u.first_month < $3),
     count(*) FILTER (WHERE m.events = 1),
     count(*) FILTER (WHERE m.activities & ~$5::smallint = 0),
     count(*) FILTER (WHERE cardinality(m.endpoints) >= 3),
@@ -145,18 +145,11 @@ func likePrefix(p string) string {
 }
 
 // UserHistory returns one user's first and last activity ever and its
-// figures for every month with events, oldest first. EXPLAIN: users_pkey,
-// then month_users_pkey per month (the user's months are few).
+// figures for every month with events, oldest first. EXPLAIN:
+// month_users_pkey probed per month of the account (the months are few).
 func (s *Store) UserHistory(ctx context.Context, accountSID, serviceSID, identity string) (usage.UserHistory, error) {
 	h := usage.UserHistory{ServiceSID: serviceSID, Identity: identity}
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx, `SELECT first_at FROM users
-			WHERE account_sid = $1 AND service_sid = $2 AND identity = $3`, accountSID, serviceSID, identity).
-			Scan(&h.FirstActiveAt)
-		if err != nil {
-			return fmt.Errorf("user: %w", err)
-		}
-		h.FirstActiveAt = h.FirstActiveAt.UTC()
 		rows, err := tx.Query(ctx, `SELECT service_sid, identity, events, first_at, last_at, activities, sources, endpoints, month
 			FROM month_users m WHERE account_sid = $1 AND service_sid = $2 AND identity = $3
 			AND month IN (SELECT month FROM account_months WHERE account_sid = $1)
@@ -168,10 +161,12 @@ func (s *Store) UserHistory(ctx context.Context, accountSID, serviceSID, identit
 		if err != nil {
 			return err
 		}
-		// The last activity ever is the latest month's: months are in order.
-		if n := len(h.Months); n > 0 {
-			h.LastActiveAt = h.Months[n-1].LastActiveAt
+		if len(h.Months) == 0 {
+			return fmt.Errorf("user: %w", pgx.ErrNoRows)
 		}
+		// Months are in order: the first activity ever is the earliest
+		// month's, the last the latest month's.
+		h.FirstActiveAt, h.LastActiveAt = h.Months[0].FirstActiveAt, h.Months[len(h.Months)-1].LastActiveAt
 		return nil
 	})
 	if err != nil {

@@ -19,13 +19,13 @@ type querier interface {
 }
 
 // monthFigures counts a month from the rollup, never from events: one row
-// per active user, joined to users for the first activity ever. EXPLAIN
+// per active user, joined to users for the month of the first activity ever. EXPLAIN
 // with 1 M users in one month: parallel hash join of month_users and users;
 // on a month that is a small part of the table, the primary keys of
 // month_users (account_sid, month, …) and users serve it.
 const monthFigures = `SELECT m.service_sid, m.first_activity, count(*),
-       count(*) FILTER (WHERE u.first_at >= $3 AND u.first_at < $4),
-       count(*) FILTER (WHERE m.activities & ~$5::smallint = 0)
+       count(*) FILTER (WHERE u.first_month = $2),
+       count(*) FILTER (WHERE m.activities & ~$3::smallint = 0)
 FROM month_users m
 JOIN users u ON u.account_sid = m.account_sid AND u.service_sid = m.service_sid AND u.identity = m.identity
 WHERE m.account_sid = $1 AND m.month = $2
@@ -37,7 +37,7 @@ FROM month_users WHERE account_sid = $1 AND month = $2`
 
 func figures(ctx context.Context, q querier, accountSID string, m usage.Month) (usage.Figures, error) {
 	var f usage.Figures
-	rows, err := q.Query(ctx, monthFigures, accountSID, m.Start(), m.Start(), m.End(), usage.RESTOnlyActivities)
+	rows, err := q.Query(ctx, monthFigures, accountSID, m.Start(), usage.RESTOnlyActivities)
 	if err != nil {
 		return f, fmt.Errorf("figures of %s %s: %w", accountSID, m, err)
 	}
