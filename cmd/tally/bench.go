@@ -227,7 +227,7 @@ func benchTokens(ctx context.Context, e *env, env *bench.Env, o benchOptions) er
 		if err != nil {
 			return fmt.Errorf("mint: %w", err)
 		}
-		v, err := env.Verify(ctx, o.clients, o.duration, 20000)
+		v, err := env.Verify(ctx, o.clients, o.duration, verifyPool(o.duration))
 		if err != nil {
 			return fmt.Errorf("verify: %w", err)
 		}
@@ -289,4 +289,11 @@ func benchReport(ctx context.Context, e *env, env *bench.Env, store *postgres.St
 	}
 	fmt.Fprintln(out)
 	return nil
+}
+
+// verifyPool is how many distinct tokens the verify measurement mints
+// first: more than it can verify in d, so that each verification records a
+// new event.
+func verifyPool(d time.Duration) int {
+	return max(20000, int(d.Seconds()*15000))
 }

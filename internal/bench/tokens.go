@@ -76,25 +76,52 @@ func (e *Env) Mint(ctx context.Context, clients int, d time.Duration) (float64, 
 	})
 }
 
-// Verify verifies distinct tokens (each records one new authenticate event).
+// Verify verifies distinct tokens (each records one new authenticate event)
+// from a pool of pool tokens minted first; pool must exceed the requests
+// made in d, or some verifications repeat a token (and record nothing new).
 func (e *Env) Verify(ctx context.Context, clients int, d time.Duration, pool int) (float64, error) {
 	tokens := make([][]byte, pool)
-	client := &http.Client{}
-	for i := range tokens {
-		body := fmt.Appendf(nil, `{"identity":"user-%d@example.com","grants":{"chat":{"service_sid":"IS00000000000000000000000000000001"}}}`, i)
-		req, _ := http.NewRequest("POST", e.BaseURL+"/v1/accounts/"+e.AccountSID+"/tokens", bytes.NewReader(body))
-		req.SetBasicAuth(e.KeySID, e.Secret)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := client.Do(req)
-		if err != nil {
-			return 0, err
-		}
-		var out struct{ Token string }
-		json.NewDecoder(resp.Body).Decode(&out)
-		resp.Body.Close()
-		tokens[i] = fmt.Appendf(nil, `{"token":%q}`, out.Token)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errc := make(chan error, clients)
+	for range clients {
+		wg.Go(func() {
+			client := &http.Client{}
+			for i := next.Add(1) - 1; i < int64(pool); i = next.Add(1) - 1 {
+				body := fmt.Appendf(nil, `{"identity":"user-%d@example.com","grants":{"chat":{"service_sid":"IS00000000000000000000000000000001"}}}`, i)
+				req, _ := http.NewRequestWithContext(ctx, "POST", e.BaseURL+"/v1/accounts/"+e.AccountSID+"/tokens", bytes.NewReader(body))
+				req.SetBasicAuth(e.KeySID, e.Secret)
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := client.Do(req)
+				if err != nil {
+					errc <- err
+					return
+				}
+				var out struct{ Token string }
+				err = json.NewDecoder(resp.Body).Decode(&out)
+				resp.Body.Close()
+				if err != nil || out.Token == "" {
+					errc <- fmt.Errorf("mint token %d: status %d: %v", i, resp.StatusCode, err)
+					return
+				}
+				tokens[i] = fmt.Appendf(nil, `{"token":%q}`, out.Token)
+			}
+		})
 	}
-	return Rate(ctx, clients, d, func(c *http.Client, i int64) bool {
+	wg.Wait()
+	close(errc)
+	if err := <-errc; err != nil {
+		return 0, err
+	}
+	var repeated atomic.Bool
+	rate, err := Rate(ctx, clients, d, func(c *http.Client, i int64) bool {
+		if i >= int64(pool) {
+			repeated.Store(true)
+		}
 		return e.request(c, "POST", "/v1/accounts/"+e.AccountSID+"/tokens/verify", tokens[i%int64(pool)], 200)
 	})
+	if err == nil && repeated.Load() {
+		return 0, fmt.Errorf("more verifications than the %d tokens minted: raise the pool", pool)
+	}
+	return rate, err
 }
