@@ -324,7 +324,8 @@ type stagingRows struct {
 	seen    map[string]struct{}
 	months  map[usage.Month]struct{}
 	repeats int64 // ids repeated within the body: duplicates never copied
-	row     []any
+	ev      usage.Event
+	month   usage.Month
 	srcErr  error
 }
 
@@ -343,16 +344,19 @@ func (r *stagingRows) Next() bool {
 			continue
 		}
 		r.seen[e.ID] = struct{}{}
-		m := usage.MonthOf(e.OccurredAt)
-		r.months[m] = struct{}{}
-		r.row = []any{e.ID, e.OccurredAt.UTC(), m.Start(), string(e.Activity), e.Activity.Bit(),
-			string(e.Source), e.Source.Bit(), e.ServiceSID, e.Identity,
-			nullable(e.Actor), nullable(e.ChannelSID), nullable(e.EndpointID), usage.IdentityFlags(e.Identity)}
+		r.ev, r.month = e, usage.MonthOf(e.OccurredAt)
+		r.months[r.month] = struct{}{}
 		return true
 	}
 }
 
-func (r *stagingRows) Values() ([]any, error) { return r.row, nil }
+// Values is the current event as a row of stagingColumns.
+func (r *stagingRows) Values() ([]any, error) {
+	e := &r.ev
+	return []any{e.ID, e.OccurredAt.UTC(), r.month.Start(), string(e.Activity), e.Activity.Bit(),
+		string(e.Source), e.Source.Bit(), e.ServiceSID, e.Identity,
+		nullable(e.Actor), nullable(e.ChannelSID), nullable(e.EndpointID), usage.IdentityFlags(e.Identity)}, nil
+}
 
 // columns reads the whole source into one array per staging column, for
 // stageBatch.
@@ -365,30 +369,31 @@ func (r *stagingRows) columns() []any {
 		actors, channels, endpoints                    []*string
 	)
 	for r.Next() {
-		v := r.row
-		ids = append(ids, v[0].(string))
-		occurred = append(occurred, v[1].(time.Time))
-		months = append(months, v[2].(time.Time))
-		activities = append(activities, v[3].(string))
-		activityBits = append(activityBits, v[4].(int16))
-		sources = append(sources, v[5].(string))
-		sourceBits = append(sourceBits, v[6].(int16))
-		services = append(services, v[7].(string))
-		identities = append(identities, v[8].(string))
-		actors = append(actors, optional(v[9]))
-		channels = append(channels, optional(v[10]))
-		endpoints = append(endpoints, optional(v[11]))
-		flags = append(flags, v[12].(int16))
+		e := &r.ev
+		ids = append(ids, e.ID)
+		occurred = append(occurred, e.OccurredAt.UTC())
+		months = append(months, r.month.Start())
+		activities = append(activities, string(e.Activity))
+		activityBits = append(activityBits, e.Activity.Bit())
+		sources = append(sources, string(e.Source))
+		sourceBits = append(sourceBits, e.Source.Bit())
+		services = append(services, e.ServiceSID)
+		identities = append(identities, e.Identity)
+		actors = append(actors, optional(e.Actor))
+		channels = append(channels, optional(e.ChannelSID))
+		endpoints = append(endpoints, optional(e.EndpointID))
+		flags = append(flags, usage.IdentityFlags(e.Identity))
 	}
 	return []any{ids, occurred, months, activities, activityBits, sources, sourceBits, services, identities,
 		actors, channels, endpoints, flags}
 }
 
-func optional(v any) *string {
-	if s, ok := v.(string); ok {
-		return &s
+// optional is s for a nullable column of an array: nil when empty.
+func optional(s string) *string {
+	if s == "" {
+		return nil
 	}
-	return nil
+	return &s
 }
 
 func (r *stagingRows) Err() error { return r.srcErr }
