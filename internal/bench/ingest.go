@@ -142,7 +142,7 @@ func (e *Env) Post(ctx context.Context, bodies [][]byte, ndjson bool, clients in
 
 // Reset empties the event tables between runs.
 func (e *Env) Reset(ctx context.Context) error {
-	_, err := e.Pool.Exec(ctx, `TRUNCATE events, event_ids, month_users, users, account_months`)
+	_, err := e.Pool.Exec(ctx, `TRUNCATE events, month_users, users, account_months`)
 	return err
 }
 

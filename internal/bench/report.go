@@ -13,10 +13,6 @@ import (
 // straight into the tables, with the rollup built the way ingestion keeps
 // it, so that big months load in minutes rather than hours.
 func (e *Env) LoadMonth(ctx context.Context, accountSID string, m usage.Month, events, users int) error {
-	if _, err := e.Pool.Exec(ctx, fmt.Sprintf(`CREATE TABLE IF NOT EXISTS events_%04d_%02d PARTITION OF events FOR VALUES FROM ('%s') TO ('%s')`,
-		m.Year, int(m.Month), m.Start().Format(time.RFC3339), m.End().Format(time.RFC3339))); err != nil {
-		return fmt.Errorf("partition: %w", err)
-	}
 	steps := []string{
 		`INSERT INTO events (account_sid, occurred_at, event_id, activity, source, service_sid, identity, endpoint_id, received_at)
 		 SELECT $1, $2::timestamptz + (i % 2419200) * interval '1 second', 'load-' || i,
@@ -24,7 +20,6 @@ func (e *Env) LoadMonth(ctx context.Context, accountSID string, m usage.Month, e
 		        CASE WHEN i % 8 IN (0, 1) THEN 'rest' ELSE 'sdk' END,
 		        'IS' || lpad(((i % $4) % 3)::text, 32, '0'), 'user-' || (i % $4), 'device-' || (i % 5), now()
 		 FROM generate_series(0, $3 - 1) AS i`,
-		`INSERT INTO event_ids (account_sid, event_id) SELECT account_sid, event_id FROM events WHERE account_sid = $1`,
 		`INSERT INTO month_users (account_sid, month, service_sid, identity, first_activity, first_event_id, first_at, last_at,
 		     events, activities, sources, endpoints, last_received_at)
 		 SELECT account_sid, $2::date, service_sid, identity,
@@ -36,7 +31,7 @@ func (e *Env) LoadMonth(ctx context.Context, accountSID string, m usage.Month, e
 		`INSERT INTO account_months (account_sid, month) VALUES ($1, $2::date)`,
 		`ANALYZE`,
 	}
-	args := [][]any{{accountSID, m.Start(), events, users}, {accountSID}, {accountSID, m.Start()}, {accountSID, m.Start()}, {accountSID, m.Start()}, nil}
+	args := [][]any{{accountSID, m.Start(), events, users}, {accountSID, m.Start()}, {accountSID, m.Start()}, {accountSID, m.Start()}, nil}
 	for i, sql := range steps {
 		if _, err := e.Pool.Exec(ctx, sql, args[i]...); err != nil {
 			return fmt.Errorf("load step %d: %w", i, err)

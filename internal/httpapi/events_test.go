@@ -80,8 +80,8 @@ func TestPostEventsErrors(t *testing.T) {
 	}
 	// Nothing of the refused bodies is stored: only g1, from the charset case.
 	var n int
-	if err := e.pool.QueryRow(t.Context(), `SELECT count(*) FROM event_ids`).Scan(&n); err != nil || n != 1 {
-		t.Fatalf("%d event ids stored (%v), want 1", n, err)
+	if err := e.pool.QueryRow(t.Context(), `SELECT count(*) FROM events`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("%d events stored (%v), want 1", n, err)
 	}
 }
 

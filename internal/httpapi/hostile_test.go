@@ -44,7 +44,7 @@ func TestHostileInput(t *testing.T) {
 		})
 	}
 	var n int
-	e.pool.QueryRow(t.Context(), `SELECT count(*) FROM event_ids`).Scan(&n)
+	e.pool.QueryRow(t.Context(), `SELECT count(*) FROM events`).Scan(&n)
 	if n != 0 {
 		t.Fatalf("%d events stored from refused bodies", n)
 	}

@@ -35,9 +35,9 @@ type IngestResult struct {
 }
 
 // Batch is an EventSource whose events are all in memory and valid: a JSON
-// batch, the events of token verifications. RecordEvents sends it to the
-// staging table in the same round trip as the statements that merge it,
-// where a stream needs a COPY of its own.
+// batch, the events of token verifications. RecordEvents sends it as one
+// array per column inside the statement that merges it, in one round trip,
+// where a stream needs a COPY into a staging table first.
 type Batch struct {
 	Events []usage.Event
 	next   int
@@ -56,7 +56,7 @@ func (b *Batch) Next() (usage.Event, error) {
 func (b *Batch) Err() error { return nil }
 
 // The staging table lives per connection (temporary, emptied at commit), so
-// a body is copied in one COPY and merged with a few set-based statements.
+// a streamed body is copied in one COPY and merged in one statement.
 const createStaging = `CREATE TEMP TABLE IF NOT EXISTS ingest_staging (
     id           text COLLATE "C" NOT NULL,
     occurred_at  timestamptz NOT NULL,
@@ -70,106 +70,116 @@ const createStaging = `CREATE TEMP TABLE IF NOT EXISTS ingest_staging (
     actor        text,
     channel_sid  text,
     endpoint_id  text COLLATE "C",
-    identity_flags smallint NOT NULL,
-    fresh        boolean NOT NULL DEFAULT true
+    identity_flags smallint NOT NULL
 ) ON COMMIT DELETE ROWS`
-
-// stageBatch inserts a Batch into the staging table from one array per
-// column.
-const stageBatch = `INSERT INTO ingest_staging (id, occurred_at, month, activity, activity_bit, source, source_bit,
-    service_sid, identity, actor, channel_sid, endpoint_id, identity_flags)
-SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::date[], $4::text[], $5::smallint[], $6::text[], $7::smallint[],
-    $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::smallint[])`
 
 var stagingColumns = []string{"id", "occurred_at", "month", "activity", "activity_bit", "source", "source_bit",
 	"service_sid", "identity", "actor", "channel_sid", "endpoint_id", "identity_flags"}
 
-// claimIDs claims the body's event ids in the idempotency table and marks
-// the rows whose id was already taken; it reports the number of duplicates.
-// Ids are inserted in sorted order so that concurrent bodies sharing ids wait
-// on each other instead of deadlocking. Marking the duplicates, not the new
-// rows, leaves a body of new events (the usual case) unwritten.
-const claimIDs = `WITH claimed AS (
-    INSERT INTO event_ids (account_sid, event_id)
-    SELECT $1, id FROM ingest_staging ORDER BY id
+// Where mergeEvents reads a body: a Batch from one array per staging
+// column ($4…$16), a stream from the staging table it was copied into.
+const (
+	batchInput = `SELECT * FROM unnest($4::text[], $5::timestamptz[], $6::date[], $7::text[], $8::smallint[],
+        $9::text[], $10::smallint[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::smallint[])
+        AS i (id, occurred_at, month, activity, activity_bit, source, source_bit, service_sid, identity, actor,
+              channel_sid, endpoint_id, identity_flags)`
+	stagingInput = `SELECT * FROM ingest_staging`
+)
+
+// mergeEvents merges a body into every table in one statement, so a body is
+// one pass over its rows whatever it holds. $1 is the account, $2 the time
+// of receipt, $3 the sorted months of the body.
+//
+//   - fresh: the insert into events is the idempotency check; ON CONFLICT
+//     DO NOTHING leaves out every id the account already sent. Ids go in
+//     sorted order, so concurrent bodies sharing ids wait on each other
+//     instead of deadlocking.
+//   - new_users keeps the month of each user's first activity ever. Users
+//     known from this month or an earlier one (most of them) are skipped by
+//     an index probe that takes no row lock, so bodies sharing users do not
+//     queue on them; skipping is safe because first_month only moves earlier.
+//   - months notes the months the account has events in, for the scheduler;
+//     DO NOTHING leaves existing rows unlocked.
+//   - revisions marks the finalized months that received new events (only
+//     those rows are locked, in month order: the key scan of = ANY($3)).
+//   - rollup folds the new events into month_users, one row per (month,
+//     service, identity), in key order so that concurrent bodies touching
+//     the same users lock them in one order and never deadlock (40P01). The
+//     first activity is the earliest event, ties broken by event id.
+//
+// It returns the number of new events and how many of them are late (in a
+// month that already has a final version).
+const mergeEvents = `WITH input AS MATERIALIZED (%s),
+fresh AS (
+    INSERT INTO events (account_sid, event_id, occurred_at, activity, source, service_sid, identity, actor,
+        channel_sid, endpoint_id, received_at)
+    SELECT $1, id, occurred_at, activity, source, service_sid, identity, actor, channel_sid, endpoint_id, $2
+    FROM input ORDER BY id
     ON CONFLICT DO NOTHING
     RETURNING event_id
+),
+f AS MATERIALIZED (
+    SELECT i.* FROM input i JOIN fresh ON fresh.event_id = i.id
+),
+new_users AS (
+    INSERT INTO users AS u (account_sid, service_sid, identity, first_month)
+    SELECT $1, s.service_sid, s.identity, s.first_month
+    FROM (SELECT service_sid, identity, min(month) AS first_month FROM f GROUP BY service_sid, identity) AS s
+    WHERE coalesce((SELECT k.first_month FROM users k
+                    WHERE k.account_sid = $1 AND k.service_sid = s.service_sid AND k.identity = s.identity),
+                   'infinity') > s.first_month
+    ORDER BY s.service_sid, s.identity
+    ON CONFLICT (account_sid, service_sid, identity) DO UPDATE SET first_month = EXCLUDED.first_month
+    WHERE EXCLUDED.first_month < u.first_month
+),
+months AS (
+    INSERT INTO account_months (account_sid, month)
+    SELECT DISTINCT $1, month FROM f ORDER BY 2
+    ON CONFLICT DO NOTHING
+),
+revisions AS (
+    UPDATE account_months SET revision_due = true
+    WHERE account_sid = $1 AND month = ANY($3::date[]) AND final_version IS NOT NULL AND NOT revision_due
+      AND month IN (SELECT month FROM f)
+),
+rollup AS (
+    INSERT INTO month_users AS m (account_sid, month, service_sid, identity,
+        first_activity, first_event_id, first_at, last_at, events, activities, sources, endpoints,
+        last_received_at, identity_flags)
+    SELECT $1, month, service_sid, identity,
+           (array_agg(activity ORDER BY occurred_at, id))[1],
+           (array_agg(id ORDER BY occurred_at, id))[1],
+           min(occurred_at), max(occurred_at), count(*),
+           bit_or(activity_bit), bit_or(source_bit),
+           coalesce(array_agg(DISTINCT endpoint_id ORDER BY endpoint_id) FILTER (WHERE endpoint_id IS NOT NULL), '{}'),
+           $2, min(identity_flags)
+    FROM f
+    GROUP BY month, service_sid, identity
+    ORDER BY month, service_sid, identity
+    ON CONFLICT (account_sid, month, service_sid, identity) DO UPDATE SET
+        first_activity = CASE WHEN (EXCLUDED.first_at, EXCLUDED.first_event_id) < (m.first_at, m.first_event_id)
+                              THEN EXCLUDED.first_activity ELSE m.first_activity END,
+        first_event_id = CASE WHEN (EXCLUDED.first_at, EXCLUDED.first_event_id) < (m.first_at, m.first_event_id)
+                              THEN EXCLUDED.first_event_id ELSE m.first_event_id END,
+        first_at = least(m.first_at, EXCLUDED.first_at),
+        last_at = greatest(m.last_at, EXCLUDED.last_at),
+        events = m.events + EXCLUDED.events,
+        activities = m.activities | EXCLUDED.activities,
+        sources = m.sources | EXCLUDED.sources,
+        endpoints = CASE WHEN EXCLUDED.endpoints <@ m.endpoints THEN m.endpoints
+                         ELSE ARRAY(SELECT DISTINCT e FROM unnest(m.endpoints || EXCLUDED.endpoints) AS e ORDER BY e) END,
+        last_received_at = EXCLUDED.last_received_at
 )
-UPDATE ingest_staging SET fresh = false WHERE id NOT IN (SELECT event_id FROM claimed)`
+SELECT (SELECT count(*) FROM f),
+       (SELECT count(*) FROM f JOIN account_months a
+        ON a.account_sid = $1 AND a.month = f.month AND a.final_version IS NOT NULL)`
 
-const insertEvents = `INSERT INTO events (account_sid, occurred_at, event_id, activity, source, service_sid,
-    identity, actor, channel_sid, endpoint_id, received_at)
-SELECT $1, occurred_at, id, activity, source, service_sid, identity, actor, channel_sid, endpoint_id, $2
-FROM ingest_staging WHERE fresh`
-
-// upsertMonthUsers folds the fresh events into the per-month rollup, one row
-// per (month, service, identity), in key order: concurrent bodies that touch
-// the same users then lock them in one order and never deadlock (40P01).
-// The first activity is the earliest event, ties broken by event id.
-const upsertMonthUsers = `INSERT INTO month_users AS m (account_sid, month, service_sid, identity,
-    first_activity, first_event_id, first_at, last_at, events, activities, sources, endpoints, last_received_at,
-    identity_flags)
-SELECT $1, month, service_sid, identity,
-       (array_agg(activity ORDER BY occurred_at, id))[1],
-       (array_agg(id ORDER BY occurred_at, id))[1],
-       min(occurred_at), max(occurred_at), count(*),
-       bit_or(activity_bit), bit_or(source_bit),
-       coalesce(array_agg(DISTINCT endpoint_id ORDER BY endpoint_id) FILTER (WHERE endpoint_id IS NOT NULL), '{}'),
-       $2, min(identity_flags)
-FROM ingest_staging WHERE fresh
-GROUP BY month, service_sid, identity
-ORDER BY month, service_sid, identity
-ON CONFLICT (account_sid, month, service_sid, identity) DO UPDATE SET
-    first_activity = CASE WHEN (EXCLUDED.first_at, EXCLUDED.first_event_id) < (m.first_at, m.first_event_id)
-                          THEN EXCLUDED.first_activity ELSE m.first_activity END,
-    first_event_id = CASE WHEN (EXCLUDED.first_at, EXCLUDED.first_event_id) < (m.first_at, m.first_event_id)
-                          THEN EXCLUDED.first_event_id ELSE m.first_event_id END,
-    first_at = least(m.first_at, EXCLUDED.first_at),
-    last_at = greatest(m.last_at, EXCLUDED.last_at),
-    events = m.events + EXCLUDED.events,
-    activities = m.activities | EXCLUDED.activities,
-    sources = m.sources | EXCLUDED.sources,
-    endpoints = CASE WHEN EXCLUDED.endpoints <@ m.endpoints THEN m.endpoints
-                     ELSE ARRAY(SELECT DISTINCT e FROM unnest(m.endpoints || EXCLUDED.endpoints) AS e ORDER BY e) END,
-    last_received_at = EXCLUDED.last_received_at`
-
-// upsertUsers keeps the month of each user's first activity ever, in key
-// order for the same reason as the rollup. Most users of a body are known
-// from this month or an earlier one: they are skipped by an index probe
-// (users_pkey) that takes no row lock, so bodies sharing users do not queue
-// on them. Skipping is safe because first_month only ever moves earlier.
-const upsertUsers = `INSERT INTO users AS u (account_sid, service_sid, identity, first_month)
-SELECT $1, s.service_sid, s.identity, s.first_month
-FROM (SELECT service_sid, identity, min(month) AS first_month
-      FROM ingest_staging WHERE fresh GROUP BY service_sid, identity) AS s
-WHERE coalesce((SELECT k.first_month FROM users k
-                WHERE k.account_sid = $1 AND k.service_sid = s.service_sid AND k.identity = s.identity),
-               'infinity') > s.first_month
-ORDER BY s.service_sid, s.identity
-ON CONFLICT (account_sid, service_sid, identity) DO UPDATE SET first_month = EXCLUDED.first_month
-WHERE EXCLUDED.first_month < u.first_month`
-
-// insertAccountMonths notes the months the account has events in, for the
-// scheduler. DO NOTHING leaves existing rows unlocked, so concurrent bodies
-// for one month do not queue on its row.
-const insertAccountMonths = `INSERT INTO account_months (account_sid, month)
-SELECT DISTINCT $1, month FROM ingest_staging WHERE fresh ORDER BY 2
-ON CONFLICT DO NOTHING`
+var (
+	mergeBatch   = fmt.Sprintf(mergeEvents, batchInput)
+	mergeStaging = fmt.Sprintf(mergeEvents, stagingInput)
+)
 
 const lockMonthsShared = `SELECT pg_advisory_xact_lock_shared(k) FROM (SELECT unnest($1::bigint[]) AS k ORDER BY 1) AS keys`
-
-// countLate counts the fresh events of months that already have a final
-// version.
-const countLate = `SELECT count(*) FROM ingest_staging s
-JOIN account_months a ON a.account_sid = $1 AND a.month = s.month AND a.final_version IS NOT NULL
-WHERE s.fresh`
-
-// flagLate marks the finalized months that received fresh events for a
-// revision. Only those rows are locked, in month order (the primary key
-// scan of = ANY over sorted months).
-const flagLate = `UPDATE account_months SET revision_due = true
-WHERE account_sid = $1 AND month = ANY($2::date[]) AND final_version IS NOT NULL AND NOT revision_due
-  AND month IN (SELECT month FROM ingest_staging WHERE fresh)`
 
 // RecordEvents stores the events of one body for an account, all or
 // nothing, and returns only after commit. An event whose id the account
@@ -188,29 +198,20 @@ func (s *Store) RecordEvents(ctx context.Context, accountSID string, src EventSo
 }
 
 func (s *Store) recordEvents(ctx context.Context, accountSID string, src EventSource) (IngestResult, error) {
+	rows := &stagingRows{src: src, seen: make(map[string]struct{}), months: make(map[usage.Month]struct{})}
+	if _, ok := src.(*Batch); ok {
+		// A Batch goes in a single round trip: the month locks and the
+		// merge in the implicit transaction of one pipeline, committed at
+		// its end.
+		cols := rows.columns()
+		return s.merge(ctx, s.pool, mergeBatch, cols, accountSID, sortedMonths(rows.months),
+			int64(len(cols[0].([]string))), rows.repeats)
+	}
 	conn, err := s.ingestConn(ctx)
 	if err != nil {
 		return IngestResult{}, err
 	}
 	defer conn.Release()
-	rows := &stagingRows{src: src, seen: make(map[string]struct{}), months: make(map[usage.Month]struct{})}
-	if _, ok := src.(*Batch); ok {
-		// A Batch goes in a single round trip: staged and merged in the
-		// implicit transaction of one pipeline, committed at its end.
-		cols := rows.columns()
-		months := sortedMonths(rows.months)
-		for _, m := range months {
-			if _, ok := s.partitions.Load(m); ok {
-				continue
-			}
-			if err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error { return s.ensurePartition(ctx, tx, m) }); err != nil {
-				return IngestResult{}, err
-			}
-		}
-		b := &pgx.Batch{}
-		b.Queue(stageBatch, cols...)
-		return s.merge(ctx, conn, b, accountSID, months, int64(len(cols[0].([]string))), rows.repeats)
-	}
 	var res IngestResult
 	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		n, err := tx.CopyFrom(ctx, pgx.Identifier{"ingest_staging"}, stagingColumns, rows)
@@ -223,75 +224,48 @@ func (s *Store) recordEvents(ctx context.Context, accountSID string, src EventSo
 		if err := src.Err(); err != nil {
 			return err
 		}
-		months := sortedMonths(rows.months)
-		for _, m := range months {
-			if err := s.ensurePartition(ctx, tx, m); err != nil {
-				return err
-			}
-		}
-		res, err = s.merge(ctx, tx, &pgx.Batch{}, accountSID, months, n, rows.repeats)
+		res, err = s.merge(ctx, tx, mergeStaging, nil, accountSID, sortedMonths(rows.months), n, rows.repeats)
 		return err
 	})
 	return res, err
 }
 
-// batchSender is a transaction, or a connection where a pipeline is one
-// implicit transaction.
+// batchSender is a transaction, or a pool whose pipeline is one implicit
+// transaction on one connection.
 type batchSender interface {
 	SendBatch(context.Context, *pgx.Batch) pgx.BatchResults
 }
 
-// merge appends to b the set-based statements that merge the staged events
-// (n of them, once repeats within the body were dropped) and sends them in
-// one round trip.
-func (s *Store) merge(ctx context.Context, q batchSender, b *pgx.Batch, accountSID string, months []usage.Month, n, repeats int64) (IngestResult, error) {
-	staged := b.Len() // statements already queued: their results come first
+// merge sends, in one round trip, the shared locks of the body's months and
+// the statement that merges its events (n of them, once repeats within the
+// body were dropped); input holds the arguments of a Batch's columns.
+func (s *Store) merge(ctx context.Context, q batchSender, stmt string, input []any, accountSID string, months []usage.Month, n, repeats int64) (IngestResult, error) {
 	starts := make([]time.Time, len(months))
 	for i, m := range months {
 		starts[i] = m.Start()
 	}
-	now := s.now().UTC()
-	// Shared month locks come first: the report job takes them exclusively,
-	// so it never finalizes a month while a body for it is in flight, and a
-	// body that commits after a version sees it and counts as late. The
-	// rollup comes last: its rows are the ones concurrent bodies share, so
-	// they stay locked for the shortest time.
+	// Shared month locks come first, in a statement of their own: the
+	// report job takes them exclusively, so it never finalizes a month
+	// while a body for it is in flight, and the merge, whose snapshot is
+	// taken after the locks are held, sees any version committed before
+	// and counts its events as late.
+	b := &pgx.Batch{}
 	b.Queue(lockMonthsShared, monthLockKeys(accountSID, months))
-	b.Queue(claimIDs, accountSID)
-	b.Queue(insertEvents, accountSID, now)
-	b.Queue(upsertUsers, accountSID)
-	b.Queue(insertAccountMonths, accountSID)
-	b.Queue(flagLate, accountSID, starts)
-	b.Queue(upsertMonthUsers, accountSID, now)
-	b.Queue(countLate, accountSID)
-	names := []string{"lock months", "claim event ids", "insert events", "update users", "record account months",
-		"flag revisions", "update month rollup"}
+	b.Queue(stmt, append([]any{accountSID, s.now().UTC(), starts}, input...)...)
 	br := q.SendBatch(ctx, b)
 	defer br.Close()
-	for range staged {
-		if _, err := br.Exec(); err != nil {
-			return IngestResult{}, fmt.Errorf("stage events: %w", err)
-		}
+	if _, err := br.Exec(); err != nil {
+		return IngestResult{}, fmt.Errorf("lock months: %w", err)
 	}
 	var res IngestResult
-	for _, name := range names {
-		tag, err := br.Exec()
-		if err != nil {
-			return IngestResult{}, fmt.Errorf("%s: %w", name, err)
-		}
-		if name == "claim event ids" {
-			res.Duplicates = tag.RowsAffected()
-		}
+	if err := br.QueryRow().Scan(&res.Accepted, &res.Late); err != nil {
+		return IngestResult{}, fmt.Errorf("merge events: %w", err)
 	}
-	if err := br.QueryRow().Scan(&res.Late); err != nil {
-		return IngestResult{}, fmt.Errorf("count late events: %w", err)
-	}
-	// Closing reads the end of the pipeline: for a connection, its commit.
+	// Closing reads the end of the pipeline: for a pool, its commit.
 	if err := br.Close(); err != nil {
 		return IngestResult{}, fmt.Errorf("commit events: %w", err)
 	}
-	res.Accepted = n - res.Duplicates
-	res.Duplicates += repeats
+	res.Duplicates = n - res.Accepted + repeats
 	return res, nil
 }
 
@@ -405,43 +379,6 @@ func nullable(s string) any {
 	return s
 }
 
-// ensurePartition creates the events partition of month m inside the ingest
-// transaction if it does not exist yet. An advisory lock serializes creators
-// so two bodies for a new month do not race on the catalog.
-func (s *Store) ensurePartition(ctx context.Context, tx pgx.Tx, m usage.Month) error {
-	if _, ok := s.partitions.Load(m); ok {
-		return nil
-	}
-	name := partitionName(m)
-	var exists bool
-	// pg_class is read with a fresh snapshot; to_regclass would consult the
-	// catalog cache, which can still miss a partition another transaction
-	// committed while this one waited for the lock.
-	check := `SELECT EXISTS (SELECT 1 FROM pg_class WHERE relname = $1 AND relnamespace = current_schema()::regnamespace)`
-	if err := tx.QueryRow(ctx, check, name).Scan(&exists); err != nil {
-		return fmt.Errorf("check partition %s: %w", name, err)
-	}
-	if !exists {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('tally.events.partition'))`); err != nil {
-			return fmt.Errorf("lock partitions: %w", err)
-		}
-		if err := tx.QueryRow(ctx, check, name).Scan(&exists); err != nil {
-			return fmt.Errorf("check partition %s: %w", name, err)
-		}
-	}
-	if !exists {
-		// The name and bounds come from a parsed Month, never from input text.
-		ddl := fmt.Sprintf(`CREATE TABLE %s PARTITION OF events FOR VALUES FROM ('%s') TO ('%s')`,
-			name, m.Start().Format(time.RFC3339), m.End().Format(time.RFC3339))
-		if _, err := tx.Exec(ctx, ddl); err != nil {
-			return fmt.Errorf("create partition %s: %w", name, err)
-		}
-		return nil // cached once a later body sees it committed
-	}
-	s.partitions.Store(m, struct{}{})
-	return nil
-}
-
 func sortedMonths(set map[usage.Month]struct{}) []usage.Month {
 	ms := make([]usage.Month, 0, len(set))
 	for m := range set {
@@ -466,8 +403,4 @@ func monthLockKeys(accountSID string, ms []usage.Month) []int64 {
 		keys[i] = monthLockKey(accountSID, m)
 	}
 	return keys
-}
-
-func partitionName(m usage.Month) string {
-	return fmt.Sprintf("events_%04d_%02d", m.Year, int(m.Month))
 }

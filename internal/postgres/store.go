@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -24,10 +23,6 @@ import (
 type Store struct {
 	pool *pgxpool.Pool
 	now  func() time.Time
-
-	// partitions caches the months whose events partition is known to
-	// exist; partitions are never dropped, so the cache never goes stale.
-	partitions sync.Map // usage.Month → struct{}
 }
 
 // New returns a Store on pool. now is the clock; "now" is read once per
