@@ -94,10 +94,6 @@ const (
 //     DO NOTHING leaves out every id the account already sent. Ids go in
 //     sorted order, so concurrent bodies sharing ids wait on each other
 //     instead of deadlocking.
-//   - new_users keeps the month of each user's first activity ever. Users
-//     known from this month or an earlier one (most of them) are skipped by
-//     an index probe that takes no row lock, so bodies sharing users do not
-//     queue on them; skipping is safe because first_month only moves earlier.
 //   - months notes the months the account has events in, for the scheduler;
 //     DO NOTHING leaves existing rows unlocked.
 //   - revisions marks the finalized months that received new events (only
@@ -106,6 +102,12 @@ const (
 //     service, identity), in key order so that concurrent bodies touching
 //     the same users lock them in one order and never deadlock (40P01). The
 //     first activity is the earliest event, ties broken by event id.
+//   - new_users keeps the month of each user's first activity ever. Only a
+//     month_users row this body created (its events are the body's alone)
+//     can bring a user or an earlier month; of those, users known from this
+//     month or an earlier one are skipped by an index probe that takes no
+//     row lock. Skipping is safe because first_month only moves earlier, and
+//     a month_users row and its users row are written in one transaction.
 //
 // It returns the number of new events and how many of them are late (in a
 // month that already has a final version).
@@ -121,17 +123,6 @@ fresh AS (
 f AS MATERIALIZED (
     SELECT i.* FROM input i JOIN fresh ON fresh.event_id = i.id
 ),
-new_users AS (
-    INSERT INTO users AS u (account_sid, service_sid, identity, first_month)
-    SELECT $1, s.service_sid, s.identity, s.first_month
-    FROM (SELECT service_sid, identity, min(month) AS first_month FROM f GROUP BY service_sid, identity) AS s
-    WHERE coalesce((SELECT k.first_month FROM users k
-                    WHERE k.account_sid = $1 AND k.service_sid = s.service_sid AND k.identity = s.identity),
-                   'infinity') > s.first_month
-    ORDER BY s.service_sid, s.identity
-    ON CONFLICT (account_sid, service_sid, identity) DO UPDATE SET first_month = EXCLUDED.first_month
-    WHERE EXCLUDED.first_month < u.first_month
-),
 months AS (
     INSERT INTO account_months (account_sid, month)
     SELECT DISTINCT $1, month FROM f ORDER BY 2
@@ -142,19 +133,25 @@ revisions AS (
     WHERE account_sid = $1 AND month = ANY($3::date[]) AND final_version IS NOT NULL AND NOT revision_due
       AND month IN (SELECT month FROM f)
 ),
+agg AS MATERIALIZED (
+    SELECT month, service_sid, identity,
+           (array_agg(activity ORDER BY occurred_at, id))[1] AS first_activity,
+           (array_agg(id ORDER BY occurred_at, id))[1] AS first_event_id,
+           min(occurred_at) AS first_at, max(occurred_at) AS last_at, count(*) AS events,
+           bit_or(activity_bit) AS activities, bit_or(source_bit) AS sources,
+           coalesce(array_agg(DISTINCT endpoint_id ORDER BY endpoint_id) FILTER (WHERE endpoint_id IS NOT NULL),
+                    '{}') AS endpoints,
+           min(identity_flags) AS identity_flags
+    FROM f
+    GROUP BY month, service_sid, identity
+),
 rollup AS (
     INSERT INTO month_users AS m (account_sid, month, service_sid, identity,
         first_activity, first_event_id, first_at, last_at, events, activities, sources, endpoints,
         last_received_at, identity_flags)
-    SELECT $1, month, service_sid, identity,
-           (array_agg(activity ORDER BY occurred_at, id))[1],
-           (array_agg(id ORDER BY occurred_at, id))[1],
-           min(occurred_at), max(occurred_at), count(*),
-           bit_or(activity_bit), bit_or(source_bit),
-           coalesce(array_agg(DISTINCT endpoint_id ORDER BY endpoint_id) FILTER (WHERE endpoint_id IS NOT NULL), '{}'),
-           $2, min(identity_flags)
-    FROM f
-    GROUP BY month, service_sid, identity
+    SELECT $1, month, service_sid, identity, first_activity, first_event_id, first_at, last_at, events,
+           activities, sources, endpoints, $2, identity_flags
+    FROM agg
     ORDER BY month, service_sid, identity
     ON CONFLICT (account_sid, month, service_sid, identity) DO UPDATE SET
         first_activity = CASE WHEN (EXCLUDED.first_at, EXCLUDED.first_event_id) < (m.first_at, m.first_event_id)
@@ -169,6 +166,21 @@ rollup AS (
         endpoints = CASE WHEN EXCLUDED.endpoints <@ m.endpoints THEN m.endpoints
                          ELSE ARRAY(SELECT DISTINCT e FROM unnest(m.endpoints || EXCLUDED.endpoints) AS e ORDER BY e) END,
         last_received_at = EXCLUDED.last_received_at
+    RETURNING month, service_sid, identity, events
+),
+new_users AS (
+    INSERT INTO users AS u (account_sid, service_sid, identity, first_month)
+    SELECT $1, s.service_sid, s.identity, s.first_month
+    FROM (SELECT r.service_sid, r.identity, min(r.month) AS first_month
+          FROM rollup r JOIN agg a USING (month, service_sid, identity)
+          WHERE r.events = a.events
+          GROUP BY r.service_sid, r.identity) AS s
+    WHERE coalesce((SELECT k.first_month FROM users k
+                    WHERE k.account_sid = $1 AND k.service_sid = s.service_sid AND k.identity = s.identity),
+                   'infinity') > s.first_month
+    ORDER BY s.service_sid, s.identity
+    ON CONFLICT (account_sid, service_sid, identity) DO UPDATE SET first_month = EXCLUDED.first_month
+    WHERE EXCLUDED.first_month < u.first_month
 )
 SELECT (SELECT count(*) FROM f),
        (SELECT count(*) FROM f JOIN account_months a
