@@ -210,15 +210,17 @@ func (s *Store) RecordEvents(ctx context.Context, accountSID string, src EventSo
 }
 
 func (s *Store) recordEvents(ctx context.Context, accountSID string, src EventSource) (IngestResult, error) {
-	rows := &stagingRows{src: src, seen: make(map[string]struct{}), months: make(map[usage.Month]struct{})}
-	if _, ok := src.(*Batch); ok {
+	rows := &stagingRows{src: src, months: make(map[usage.Month]struct{})}
+	if b, ok := src.(*Batch); ok {
+		rows.seen = make(map[string]struct{}, len(b.Events))
 		// A Batch goes in a single round trip: the month locks and the
 		// merge in the implicit transaction of one pipeline, committed at
 		// its end.
-		cols := rows.columns()
+		cols := rows.columns(len(b.Events))
 		return s.merge(ctx, s.pool, mergeBatch, cols, accountSID, sortedMonths(rows.months),
 			int64(len(cols[0].([]string))), rows.repeats)
 	}
+	rows.seen = make(map[string]struct{})
 	conn, err := s.ingestConn(ctx)
 	if err != nil {
 		return IngestResult{}, err
@@ -344,15 +346,17 @@ func (r *stagingRows) Values() ([]any, error) {
 		nullable(e.Actor), nullable(e.ChannelSID), nullable(e.EndpointID), usage.IdentityFlags(e.Identity)}, nil
 }
 
-// columns reads the whole source into one array per staging column, for
-// stageBatch.
-func (r *stagingRows) columns() []any {
+// columns reads the whole source, of about n events, into one array per
+// staging column, for mergeBatch.
+func (r *stagingRows) columns(n int) []any {
 	var (
-		ids, activities, sources, services, identities []string
-		occurred                                       []time.Time
-		months                                         []time.Time
-		activityBits, sourceBits, flags                []int16
-		actors, channels, endpoints                    []*string
+		ids, activities, sources = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
+		services, identities     = make([]string, 0, n), make([]string, 0, n)
+		occurred, months         = make([]time.Time, 0, n), make([]time.Time, 0, n)
+		activityBits, sourceBits = make([]int16, 0, n), make([]int16, 0, n)
+		flags                    = make([]int16, 0, n)
+		actors, channels         = make([]*string, 0, n), make([]*string, 0, n)
+		endpoints                = make([]*string, 0, n)
 	)
 	for r.Next() {
 		e := &r.ev
