@@ -218,7 +218,7 @@ func (s *Store) recordEvents(ctx context.Context, accountSID string, src EventSo
 		// its end.
 		cols := rows.columns(len(b.Events))
 		return s.merge(ctx, s.pool, mergeBatch, cols, accountSID, sortedMonths(rows.months),
-			int64(len(cols[0].([]string))), rows.repeats)
+			int64(len(rows.seen)), rows.repeats)
 	}
 	rows.seen = make(map[string]struct{})
 	conn, err := s.ingestConn(ctx)
