@@ -136,8 +136,8 @@ func (e *env) bench(ctx context.Context, what string, o benchOptions) error {
 func cleanBenchEnv(dbURL, master string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "TALLY_PPROF_ADDR=") {
-			env = append(env, kv) // profile the server on request
+		if strings.HasPrefix(kv, "TALLY_PPROF_ADDR=") || strings.HasPrefix(kv, "TALLY_FOLD_INTERVAL=") {
+			env = append(env, kv) // profile the server, or try another fold interval, on request
 			continue
 		}
 		if strings.HasPrefix(kv, "TALLY_") || strings.HasPrefix(kv, "DATABASE_URL=") {
@@ -154,7 +154,7 @@ func benchIngest(ctx context.Context, e *env, env *bench.Env, o benchOptions) er
 	w := bench.NewWorkload(o.events, "bench", 1)
 	jsonBodies := w.Bodies(1000, false)
 	ndBodies := w.Bodies(10000, true)
-	var jsonRate, ndRate, replayRate, copyRate, ratioJSON, ratioND, ratioReplay []float64
+	var jsonRate, ndRate, replayRate, copyRate, ratioJSON, ratioND, ratioReplay, foldSecs, foldedRate []float64
 	var sizePerMillion float64
 	for r := 0; r < o.runs; r++ {
 		if err := env.Reset(ctx); err != nil {
@@ -168,6 +168,11 @@ func benchIngest(ctx context.Context, e *env, env *bench.Env, o benchOptions) er
 			return fmt.Errorf("json ingest accepted %d of %d", totals[0], o.events)
 		}
 		j := float64(o.events) / d.Seconds()
+		f, err := env.Fold(ctx)
+		if err != nil {
+			return fmt.Errorf("fold: %w", err)
+		}
+		folded := float64(o.events) / (d + f).Seconds()
 		users, sum, err := env.Counts(ctx)
 		if err != nil {
 			return err
@@ -192,12 +197,18 @@ func benchIngest(ctx context.Context, e *env, env *bench.Env, o benchOptions) er
 			return fmt.Errorf("ndjson ingest: accepted %d: %v", totals[0], err)
 		}
 		nd := float64(o.events) / d.Seconds()
+		// The raw COPY runs alone: nothing left for the server to fold.
+		if _, err := env.Fold(ctx); err != nil {
+			return fmt.Errorf("fold: %w", err)
+		}
 		d, err = env.RawCopy(ctx, w, 1000, o.clients)
 		if err != nil {
 			return fmt.Errorf("raw copy: %w", err)
 		}
 		cp := float64(o.events) / d.Seconds()
-		fmt.Fprintf(e.stderr, "run %d: json %.0f/s, replay %.0f/s, ndjson %.0f/s, raw copy %.0f/s\n", r+1, j, rep, nd, cp)
+		fmt.Fprintf(e.stderr, "run %d: json %.0f/s, replay %.0f/s, ndjson %.0f/s, raw copy %.0f/s, fold after json %.2fs (json through fold %.0f/s)\n",
+			r+1, j, rep, nd, cp, f.Seconds(), folded)
+		foldSecs, foldedRate = append(foldSecs, f.Seconds()), append(foldedRate, folded)
 		jsonRate, replayRate, ndRate, copyRate = append(jsonRate, j), append(replayRate, rep), append(ndRate, nd), append(copyRate, cp)
 		ratioJSON, ratioND, ratioReplay = append(ratioJSON, j/cp), append(ratioND, nd/cp), append(ratioReplay, rep/j)
 	}
@@ -205,6 +216,8 @@ func benchIngest(ctx context.Context, e *env, env *bench.Env, o benchOptions) er
 	fmt.Fprintf(out, "| figure | median (min, max) |\n|---|---|\n")
 	fmt.Fprintf(out, "| JSON ingest, events/s | %s |\n", bench.Summarize(jsonRate))
 	fmt.Fprintf(out, "| NDJSON ingest, events/s | %s |\n", bench.Summarize(ndRate))
+	fmt.Fprintf(out, "| rollup fold left after the last JSON body, s | %s |\n", bench.Summarize(foldSecs))
+	fmt.Fprintf(out, "| JSON ingest until the rollup holds every event, events/s | %s |\n", bench.Summarize(foldedRate))
 	fmt.Fprintf(out, "| replay of duplicates, events/s | %s |\n", bench.Summarize(replayRate))
 	fmt.Fprintf(out, "| raw COPY, same rows and idempotency index, rows/s | %s |\n", bench.Summarize(copyRate))
 	fmt.Fprintf(out, "| JSON ingest / raw COPY | %s |\n", bench.Summarize(ratioJSON))

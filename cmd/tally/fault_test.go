@@ -17,8 +17,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tallyhq/tally/internal/pgcluster"
+	"github.com/tallyhq/tally/internal/postgres"
 )
 
 // TestFaults: clients post batches (retrying each with the same ids until it
@@ -211,6 +213,15 @@ func TestFaults(t *testing.T) {
 	stop.Store(true)
 	wg.Wait()
 
+	// The server's reads fold the rollup first; this test reads the tables.
+	db, err := pgxpool.New(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := postgres.New(db, nil).FoldRollup(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
 	conn, err := pgx.Connect(ctx, dbURL)
 	if err != nil {
 		t.Fatal(err)

@@ -91,6 +91,10 @@ func (e *env) serveAPI(ctx context.Context, ln net.Listener, pool *pgxpool.Pool,
 	if err != nil {
 		return err
 	}
+	foldEvery, err := e.duration("TALLY_FOLD_INTERVAL", 5*time.Second)
+	if err != nil {
+		return err
+	}
 	ingestLimit, err := e.limit("TALLY_INGEST_RATE", httpapi.DefaultIngestLimit)
 	if err != nil {
 		return err
@@ -144,6 +148,11 @@ func (e *env) serveAPI(ctx context.Context, ln net.Listener, pool *pgxpool.Pool,
 	jobDone := make(chan struct{})
 	go func() { job.Schedule(jobCtx, every); close(jobDone) }()
 	defer func() { stopJob(); <-jobDone }()
+	// Bodies append to rollup_pending; folding it in the background keeps
+	// what a read must fold first small.
+	foldDone := make(chan struct{})
+	go func() { store.FoldInBackground(jobCtx, foldEvery, log); close(foldDone) }()
+	defer func() { stopJob(); <-foldDone }()
 
 	if addr := e.getenv("TALLY_PPROF_ADDR"); addr != "" {
 		// Profiles on a separate, operator-only listener (keep it on loopback).

@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tallyhq/tally/internal/postgres"
 	"github.com/tallyhq/tally/internal/usage"
 )
 
@@ -142,12 +143,25 @@ func (e *Env) Post(ctx context.Context, bodies [][]byte, ndjson bool, clients in
 
 // Reset empties the event tables between runs.
 func (e *Env) Reset(ctx context.Context) error {
-	_, err := e.Pool.Exec(ctx, `TRUNCATE events, month_users, users, account_months`)
+	_, err := e.Pool.Exec(ctx, `TRUNCATE events, rollup_pending, month_users, users, account_months`)
 	return err
 }
 
-// Counts fingerprints the rollup: (active users, summed events).
+// Fold folds what the server's background fold has not yet folded into the
+// rollup, as every read of it does, and returns how long that took: after
+// the last body is acknowledged, the time until the rollup holds it all.
+func (e *Env) Fold(ctx context.Context) (time.Duration, error) {
+	start := time.Now()
+	_, err := postgres.New(e.Pool, nil).FoldRollup(ctx, "")
+	return time.Since(start), err
+}
+
+// Counts fingerprints the rollup, folded first: (active users, summed
+// events).
 func (e *Env) Counts(ctx context.Context) (int64, int64, error) {
+	if _, err := e.Fold(ctx); err != nil {
+		return 0, 0, err
+	}
 	var users, events int64
 	err := e.Pool.QueryRow(ctx, `SELECT count(*), coalesce(sum(events), 0) FROM month_users`).Scan(&users, &events)
 	return users, events, err

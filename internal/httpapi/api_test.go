@@ -39,6 +39,15 @@ type env struct {
 
 type cred struct{ sid, secret string }
 
+// fold folds every pending event into the rollup, for a test that reads
+// month_users directly (the API's reads fold by themselves).
+func (e *env) fold(t *testing.T) {
+	t.Helper()
+	if _, err := e.store.FoldRollup(t.Context(), ""); err != nil {
+		t.Fatalf("FoldRollup: %v", err)
+	}
+}
+
 type syncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer

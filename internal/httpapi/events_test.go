@@ -133,6 +133,7 @@ func TestNDJSON100kLines(t *testing.T) {
 		t.Fatalf("100k lines: %d %s", r.status, r.body)
 	}
 	var users, identities int
+	e.fold(t)
 	err := e.pool.QueryRow(t.Context(), `SELECT count(*), count(DISTINCT identity) FROM month_users`).Scan(&users, &identities)
 	if err != nil || users != 15000 || identities != 5000 {
 		t.Fatalf("%d active users, %d identities (%v), want 15000 and 5000", users, identities, err)

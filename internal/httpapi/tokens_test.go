@@ -59,6 +59,7 @@ func TestTokenMintVerifyRecordsOneAuthentication(t *testing.T) {
 		e.post(key, base+"/verify", `{"token":"`+only+`"}`)
 	}
 	var n int
+	e.fold(t)
 	e.pool.QueryRow(t.Context(), `SELECT count(*) FROM month_users WHERE service_sid = 'ISsolo'`).Scan(&n)
 	if n != 1 {
 		t.Fatalf("ISsolo has %d active users, want 1", n)

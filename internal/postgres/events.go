@@ -86,9 +86,9 @@ const (
 	stagingInput = `SELECT * FROM ingest_staging`
 )
 
-// mergeEvents merges a body into every table in one statement, so a body is
-// one pass over its rows whatever it holds. $1 is the account, $2 the time
-// of receipt, $3 the sorted months of the body.
+// mergeEvents records a body in one statement, so a body is one pass over
+// its rows whatever it holds. $1 is the account, $2 the time of receipt, $3
+// the sorted months of the body.
 //
 //   - fresh: the insert into events is the idempotency check; ON CONFLICT
 //     DO NOTHING leaves out every id the account already sent. Ids go in
@@ -98,16 +98,9 @@ const (
 //     DO NOTHING leaves existing rows unlocked.
 //   - revisions marks the finalized months that received new events (only
 //     those rows are locked, in month order: the key scan of = ANY($3)).
-//   - rollup folds the new events into month_users, one row per (month,
-//     service, identity), in key order so that concurrent bodies touching
-//     the same users lock them in one order and never deadlock (40P01). The
-//     first activity is the earliest event, ties broken by event id.
-//   - new_users keeps the month of each user's first activity ever. Only a
-//     month_users row this body created (its events are the body's alone)
-//     can bring a user or an earlier month; of those, users known from this
-//     month or an earlier one are skipped by an index probe that takes no
-//     row lock. Skipping is safe because first_month only moves earlier, and
-//     a month_users row and its users row are written in one transaction.
+//   - pending appends the new events for the rollup; a fold merges them
+//     into month_users and users later (see fold.go), so a body updates no
+//     rollup row and takes no row lock outside the ids it inserts.
 //
 // It returns the number of new events and how many of them are late (in a
 // month that already has a final version).
@@ -133,54 +126,12 @@ revisions AS (
     WHERE account_sid = $1 AND month = ANY($3::date[]) AND final_version IS NOT NULL AND NOT revision_due
       AND month IN (SELECT month FROM f)
 ),
-agg AS MATERIALIZED (
-    SELECT month, service_sid, identity,
-           (array_agg(activity ORDER BY occurred_at, id))[1] AS first_activity,
-           (array_agg(id ORDER BY occurred_at, id))[1] AS first_event_id,
-           min(occurred_at) AS first_at, max(occurred_at) AS last_at, count(*) AS events,
-           bit_or(activity_bit) AS activities, bit_or(source_bit) AS sources,
-           coalesce(array_agg(DISTINCT endpoint_id ORDER BY endpoint_id) FILTER (WHERE endpoint_id IS NOT NULL),
-                    '{}') AS endpoints,
-           min(identity_flags) AS identity_flags
+pending AS (
+    INSERT INTO rollup_pending (account_sid, month, service_sid, identity, event_id, occurred_at, activity,
+        activity_bit, source_bit, endpoint_id, identity_flags, received_at)
+    SELECT $1, month, service_sid, identity, id, occurred_at, activity, activity_bit, source_bit, endpoint_id,
+        identity_flags, $2
     FROM f
-    GROUP BY month, service_sid, identity
-),
-rollup AS (
-    INSERT INTO month_users AS m (account_sid, month, service_sid, identity,
-        first_activity, first_event_id, first_at, last_at, events, activities, sources, endpoints,
-        last_received_at, identity_flags)
-    SELECT $1, month, service_sid, identity, first_activity, first_event_id, first_at, last_at, events,
-           activities, sources, endpoints, $2, identity_flags
-    FROM agg
-    ORDER BY month, service_sid, identity
-    ON CONFLICT (account_sid, month, service_sid, identity) DO UPDATE SET
-        first_activity = CASE WHEN (EXCLUDED.first_at, EXCLUDED.first_event_id) < (m.first_at, m.first_event_id)
-                              THEN EXCLUDED.first_activity ELSE m.first_activity END,
-        first_event_id = CASE WHEN (EXCLUDED.first_at, EXCLUDED.first_event_id) < (m.first_at, m.first_event_id)
-                              THEN EXCLUDED.first_event_id ELSE m.first_event_id END,
-        first_at = least(m.first_at, EXCLUDED.first_at),
-        last_at = greatest(m.last_at, EXCLUDED.last_at),
-        events = m.events + EXCLUDED.events,
-        activities = m.activities | EXCLUDED.activities,
-        sources = m.sources | EXCLUDED.sources,
-        endpoints = CASE WHEN EXCLUDED.endpoints <@ m.endpoints THEN m.endpoints
-                         ELSE ARRAY(SELECT DISTINCT e FROM unnest(m.endpoints || EXCLUDED.endpoints) AS e ORDER BY e) END,
-        last_received_at = EXCLUDED.last_received_at
-    RETURNING month, service_sid, identity, events
-),
-new_users AS (
-    INSERT INTO users AS u (account_sid, service_sid, identity, first_month)
-    SELECT $1, s.service_sid, s.identity, s.first_month
-    FROM (SELECT r.service_sid, r.identity, min(r.month) AS first_month
-          FROM rollup r JOIN agg a USING (month, service_sid, identity)
-          WHERE r.events = a.events
-          GROUP BY r.service_sid, r.identity) AS s
-    WHERE coalesce((SELECT k.first_month FROM users k
-                    WHERE k.account_sid = $1 AND k.service_sid = s.service_sid AND k.identity = s.identity),
-                   'infinity') > s.first_month
-    ORDER BY s.service_sid, s.identity
-    ON CONFLICT (account_sid, service_sid, identity) DO UPDATE SET first_month = EXCLUDED.first_month
-    WHERE EXCLUDED.first_month < u.first_month
 )
 SELECT (SELECT count(*) FROM f),
        (SELECT count(*) FROM f JOIN account_months a

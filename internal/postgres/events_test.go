@@ -76,6 +76,15 @@ func count(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) int64 {
 	return n
 }
 
+// fold folds every pending event into the rollup, for a test that reads
+// month_users or users directly (the store's reads fold by themselves).
+func fold(t *testing.T, s *postgres.Store) {
+	t.Helper()
+	if _, err := s.FoldRollup(t.Context(), ""); err != nil {
+		t.Fatalf("FoldRollup: %v", err)
+	}
+}
+
 func activeUsers(t *testing.T, s *postgres.Store, account, month string) int64 {
 	t.Helper()
 	m, err := usage.ParseMonth(month)
@@ -101,6 +110,7 @@ func TestRetryCountsDuplicatesAndChangesNothing(t *testing.T) {
 		t.Fatalf("first post = %+v, want 3 accepted", got)
 	}
 	rollup := func() string {
+		fold(t, s)
 		var out string
 		err := pool.QueryRow(t.Context(), `SELECT string_agg(format('%s|%s|%s|%s|%s', identity, events, first_event_id, first_at, last_at), ';' ORDER BY identity) FROM month_users`).Scan(&out)
 		if err != nil {
@@ -207,6 +217,7 @@ func TestMonthBoundaries(t *testing.T) {
 		{"offset-oct", "2026-10-01", "2026-10-31T23:59:59Z"},
 		{"offset-nov", "2026-11-01", "2026-11-01T00:00:00Z"},
 	}
+	fold(t, s)
 	for _, tt := range tests {
 		var month string
 		err := pool.QueryRow(t.Context(), `SELECT month::text FROM month_users WHERE first_event_id = $1`, tt.id).Scan(&month)
@@ -272,7 +283,13 @@ func TestRollupMatchesEvents(t *testing.T) {
 		}
 		record(t, s, ac, src)
 		all = all[n:]
+		// Folds fall between arbitrary bodies: folding in any grouping
+		// must give the rollup of folding everything at once.
+		if rng.IntN(4) == 0 {
+			fold(t, s)
+		}
 	}
+	fold(t, s)
 	const compare = `
 WITH e AS (
   SELECT date_trunc('month', occurred_at AT TIME ZONE 'UTC')::date AS month, service_sid, identity,
@@ -314,7 +331,7 @@ func TestConcurrentOverlappingBatches(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), duration)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 4)
+	errc := make(chan error, 5)
 	var mu sync.Mutex
 	sent := map[string]usage.Event{} // first accepted... every id maps to one event
 	for c := 0; c < 4; c++ {
@@ -348,6 +365,20 @@ func TestConcurrentOverlappingBatches(t *testing.T) {
 			}
 		}()
 	}
+	// Folds run while the bodies commit: a pending event is folded once,
+	// by whichever fold deletes it, and one committed after a fold's
+	// snapshot waits for the next.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for ctx.Err() == nil {
+			if _, err := s.FoldRollup(context.WithoutCancel(ctx), ""); err != nil {
+				errc <- fmt.Errorf("fold: %w", err)
+				return
+			}
+			time.Sleep(time.Duration(rand.IntN(20)) * time.Millisecond)
+		}
+	}()
 	wg.Wait()
 	close(errc)
 	for err := range errc {
@@ -371,5 +402,36 @@ func TestConcurrentOverlappingBatches(t *testing.T) {
 	}
 	if n := count(t, pool, `SELECT coalesce(sum(events), 0) FROM month_users`); n != int64(len(sent)) {
 		t.Fatalf("rollup counts %d events, want %d", n, len(sent))
+	}
+}
+
+// TestReadsFoldFirst: a read of the rollup right after a body is
+// acknowledged sees it, with no fold in between; and the background fold
+// empties the pending table by itself.
+func TestReadsFoldFirst(t *testing.T) {
+	s, pool, ac := newStore(t)
+	record(t, s, ac, events(ev("e1", "alice", "2026-10-05T12:00:00Z"), ev("e2", "bob", "2026-10-06T12:00:00Z")))
+	if got := activeUsers(t, s, ac, "2026-10"); got != 2 {
+		t.Fatalf("ActiveUsers = %d right after the body, want 2", got)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM rollup_pending`); n != 0 {
+		t.Fatalf("%d events still pending after a read", n)
+	}
+
+	record(t, s, ac, events(ev("e3", "carol", "2026-10-07T12:00:00Z")))
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { s.FoldInBackground(ctx, 10*time.Millisecond, nil); close(done) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for count(t, pool, `SELECT count(*) FROM rollup_pending`) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the background fold left events pending for 10 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if n := count(t, pool, `SELECT count(*) FROM month_users WHERE month = '2026-10-01'`); n != 3 {
+		t.Fatalf("%d month_users rows after the background fold, want 3", n)
 	}
 }

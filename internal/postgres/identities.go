@@ -49,6 +49,9 @@ ORDER BY events DESC, service_sid, identity LIMIT 10`
 // IdentityStats computes the admin statistics of a month, optionally for
 // one service, in one snapshot.
 func (s *Store) IdentityStats(ctx context.Context, accountSID string, m usage.Month, serviceSID *string) (usage.IdentityStats, error) {
+	if err := s.fold(ctx, accountSID); err != nil {
+		return usage.IdentityStats{}, err
+	}
 	var st usage.IdentityStats
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		err := tx.QueryRow(ctx, identityStats, accountSID, m.Start(), m.Start(), serviceSID,
@@ -98,6 +101,9 @@ ORDER BY service_sid, identity LIMIT $8`
 
 // Identities returns a page of a month's identities.
 func (s *Store) Identities(ctx context.Context, q IdentityQuery) ([]usage.IdentityMonth, error) {
+	if err := s.fold(ctx, q.AccountSID); err != nil {
+		return nil, err
+	}
 	rows, err := s.pool.Query(ctx, listIdentities, q.AccountSID, q.Month.Start(), q.ServiceSID,
 		q.AfterService, q.AfterIdentity, q.Prefix, likePrefix(q.Prefix), q.Limit)
 	if err != nil {
@@ -148,6 +154,9 @@ func likePrefix(p string) string {
 // figures for every month with events, oldest first. EXPLAIN:
 // month_users_pkey probed per month of the account (the months are few).
 func (s *Store) UserHistory(ctx context.Context, accountSID, serviceSID, identity string) (usage.UserHistory, error) {
+	if err := s.fold(ctx, accountSID); err != nil {
+		return usage.UserHistory{}, err
+	}
 	h := usage.UserHistory{ServiceSID: serviceSID, Identity: identity}
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `SELECT service_sid, identity, events, first_at, last_at, activities, sources, endpoints, month

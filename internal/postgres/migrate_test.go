@@ -18,8 +18,10 @@ func TestEventsMigrationRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	if err := m.Down(t.Context()); err != nil {
-		t.Fatal(err)
+	for range 2 { // rollup_pending, then the events keyed by id
+		if err := m.Down(t.Context()); err != nil {
+			t.Fatal(err)
+		}
 	}
 	checks := []struct {
 		sql  string
@@ -43,5 +45,48 @@ func TestEventsMigrationRoundTrip(t *testing.T) {
 	got := record(t, s, ac, events(ev("e2", "bob", "2026-11-01T00:00:00Z"), ev("e4", "carol", "2026-11-02T00:00:00Z")))
 	if got != (postgres.IngestResult{Accepted: 1, Duplicates: 1}) {
 		t.Fatalf("after the round trip: %+v, want 1 accepted and 1 duplicate", got)
+	}
+}
+
+// TestRollupPendingMigrationDownFolds takes the database below the pending
+// table while events are still pending: they must reach month_users and
+// users, whose rollup version 11 keeps up to date itself.
+func TestRollupPendingMigrationDownFolds(t *testing.T) {
+	s, pool, ac := newStore(t)
+	record(t, s, ac, events(ev("e1", "alice", "2026-10-05T12:00:00Z"), ev("e2", "alice", "2026-10-06T12:00:00Z")))
+	fold(t, s) // alice already has a rollup row: the down migration must merge into it
+	record(t, s, ac, events(ev("e3", "alice", "2026-10-01T00:00:00Z"), ev("e4", "bob", "2026-09-30T23:59:59Z")))
+	if n := count(t, pool, `SELECT count(*) FROM rollup_pending`); n != 2 {
+		t.Fatalf("%d events pending, want 2", n)
+	}
+	m, err := postgres.NewMigrator(pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if err := m.Down(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct {
+		sql  string
+		want int64
+	}{
+		{`SELECT count(*) FROM pg_tables WHERE tablename = 'rollup_pending'`, 0},
+		{`SELECT events FROM month_users WHERE identity = 'alice'`, 3},
+		{`SELECT count(*) FROM month_users WHERE identity = 'alice' AND first_event_id = 'e3'`, 1},
+		{`SELECT count(*) FROM month_users WHERE identity = 'bob' AND month = '2026-09-01'`, 1},
+		{`SELECT count(*) FROM users WHERE identity = 'bob' AND first_month = '2026-09-01'`, 1},
+		{`SELECT count(*) FROM users`, 2},
+	}
+	for _, c := range checks {
+		if n := count(t, pool, c.sql); n != c.want {
+			t.Errorf("after down: %s = %d, want %d", c.sql, n, c.want)
+		}
+	}
+	if err := m.Up(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := activeUsers(t, s, ac, "2026-10"); got != 1 {
+		t.Fatalf("after up: %d active users in 2026-10, want 1", got)
 	}
 }

@@ -99,6 +99,11 @@ type RosterQuery struct {
 // Roster calls fn for each roster entry in (service_sid, identity) byte
 // order, streaming: a million-user roster is never held in memory.
 func (s *Store) Roster(ctx context.Context, q RosterQuery, fn func(usage.RosterEntry) error) error {
+	if q.Version == nil { // the provisional roster is the rollup
+		if err := s.fold(ctx, q.AccountSID); err != nil {
+			return err
+		}
+	}
 	return translate(rosterRows(ctx, s.pool, q, fn))
 }
 
@@ -145,6 +150,9 @@ func checksum(ctx context.Context, db querier, r *usage.Report) error {
 // ProvisionalReport computes an account's month now, from the rollup, in
 // one snapshot (repeatable read), without writing anything.
 func (s *Store) ProvisionalReport(ctx context.Context, accountSID string, m usage.Month) (usage.Report, error) {
+	if err := s.fold(ctx, accountSID); err != nil {
+		return usage.Report{}, err
+	}
 	r := usage.Report{AccountSID: accountSID, Month: m, Status: usage.StatusProvisional, GeneratedAt: s.now().UTC()}
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		var err error
@@ -218,6 +226,9 @@ type MonthSummary struct {
 // newest first, with its latest version or, without one, the provisional
 // count from the rollup.
 func (s *Store) Months(ctx context.Context, accountSID string) ([]MonthSummary, error) {
+	if err := s.fold(ctx, accountSID); err != nil {
+		return nil, err
+	}
 	rows, err := s.pool.Query(ctx, `SELECT a.month, v.version,
 	    coalesce(v.active_users, (SELECT count(*) FROM month_users m WHERE m.account_sid = a.account_sid AND m.month = a.month))
 	FROM (SELECT account_sid, month FROM account_months WHERE account_sid = $1
@@ -258,6 +269,11 @@ func (s *Store) FinalizeMonth(ctx context.Context, accountSID string, m usage.Mo
 		now := s.now().UTC()
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, monthLockKey(accountSID, m)); err != nil {
 			return fmt.Errorf("lock month: %w", err)
+		}
+		// Bodies for the month that committed before the lock was granted
+		// may still be pending: fold them in this transaction.
+		if err := foldIn(ctx, tx, accountSID); err != nil {
+			return err
 		}
 		prev := usage.Report{AccountSID: accountSID, Month: m}
 		err := scanVersion(tx.QueryRow(ctx, `SELECT `+versionColumns+` FROM report_versions

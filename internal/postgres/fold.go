@@ -1,0 +1,204 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// foldEvents moves up to $2 pending events of account $1 (of every account
+// when $1 is NULL) into the rollup, in one statement:
+//
+//   - d deletes them from rollup_pending; a row deleted here is folded by
+//     this transaction, so each event reaches the rollup exactly once.
+//   - agg gathers them to one row per (account, month, service, identity).
+//     The first activity is the earliest event, ties broken by event id.
+//   - rollup merges those rows into month_users. Its merge is associative
+//     (sums, bit or, least/greatest, set union), so folding in chunks, in
+//     any order, gives the rollup that folding everything at once would.
+//   - new_users keeps the month of each user's first activity ever. Only a
+//     month_users row this fold created (its events are the fold's alone)
+//     can bring a user or an earlier month; of those, users known from this
+//     month or an earlier one are skipped by an index probe that takes no
+//     row lock (first_month only moves earlier).
+//
+// It returns how many events it folded.
+const foldEvents = `WITH d AS (
+    DELETE FROM rollup_pending
+    WHERE ctid = ANY (ARRAY(SELECT ctid FROM rollup_pending WHERE $1::text IS NULL OR account_sid = $1 LIMIT $2))
+    RETURNING *
+),
+agg AS MATERIALIZED (
+    SELECT account_sid, month, service_sid, identity,
+           (array_agg(activity ORDER BY occurred_at, event_id))[1] AS first_activity,
+           (array_agg(event_id ORDER BY occurred_at, event_id))[1] AS first_event_id,
+           min(occurred_at) AS first_at, max(occurred_at) AS last_at, count(*) AS events,
+           bit_or(activity_bit) AS activities, bit_or(source_bit) AS sources,
+           coalesce(array_agg(DISTINCT endpoint_id ORDER BY endpoint_id) FILTER (WHERE endpoint_id IS NOT NULL),
+                    '{}') AS endpoints,
+           min(identity_flags) AS identity_flags, max(received_at) AS last_received_at
+    FROM d
+    GROUP BY account_sid, month, service_sid, identity
+),
+rollup AS (
+    INSERT INTO month_users AS m (account_sid, month, service_sid, identity,
+        first_activity, first_event_id, first_at, last_at, events, activities, sources, endpoints,
+        last_received_at, identity_flags)
+    SELECT account_sid, month, service_sid, identity, first_activity, first_event_id, first_at, last_at, events,
+           activities, sources, endpoints, last_received_at, identity_flags
+    FROM agg
+    ORDER BY account_sid, month, service_sid, identity
+    ON CONFLICT (account_sid, month, service_sid, identity) DO UPDATE SET
+        first_activity = CASE WHEN (EXCLUDED.first_at, EXCLUDED.first_event_id) < (m.first_at, m.first_event_id)
+                              THEN EXCLUDED.first_activity ELSE m.first_activity END,
+        first_event_id = CASE WHEN (EXCLUDED.first_at, EXCLUDED.first_event_id) < (m.first_at, m.first_event_id)
+                              THEN EXCLUDED.first_event_id ELSE m.first_event_id END,
+        first_at = least(m.first_at, EXCLUDED.first_at),
+        last_at = greatest(m.last_at, EXCLUDED.last_at),
+        events = m.events + EXCLUDED.events,
+        activities = m.activities | EXCLUDED.activities,
+        sources = m.sources | EXCLUDED.sources,
+        endpoints = CASE WHEN EXCLUDED.endpoints <@ m.endpoints THEN m.endpoints
+                         ELSE ARRAY(SELECT DISTINCT e FROM unnest(m.endpoints || EXCLUDED.endpoints) AS e ORDER BY e) END,
+        last_received_at = greatest(m.last_received_at, EXCLUDED.last_received_at)
+    RETURNING account_sid, month, service_sid, identity, events
+),
+new_users AS (
+    INSERT INTO users AS u (account_sid, service_sid, identity, first_month)
+    SELECT s.account_sid, s.service_sid, s.identity, s.first_month
+    FROM (SELECT r.account_sid, r.service_sid, r.identity, min(r.month) AS first_month
+          FROM rollup r JOIN agg a USING (account_sid, month, service_sid, identity)
+          WHERE r.events = a.events
+          GROUP BY r.account_sid, r.service_sid, r.identity) AS s
+    WHERE coalesce((SELECT k.first_month FROM users k
+                    WHERE k.account_sid = s.account_sid AND k.service_sid = s.service_sid AND k.identity = s.identity),
+                   'infinity') > s.first_month
+    ORDER BY s.account_sid, s.service_sid, s.identity
+    ON CONFLICT (account_sid, service_sid, identity) DO UPDATE SET first_month = EXCLUDED.first_month
+    WHERE EXCLUDED.first_month < u.first_month
+)
+SELECT count(*) FROM d`
+
+// foldChunk bounds the events one fold statement takes: a chunk's
+// aggregation stays in memory and its transaction short, and a backlog is
+// worked off chunk by chunk.
+const foldChunk = 2_000_000
+
+// foldLockKey is the advisory lock that serializes folds, across replicas:
+// two folds would otherwise lock the same rollup rows and pending rows in
+// different orders.
+var foldLockKey = func() int64 {
+	h := fnv.New64a()
+	h.Write([]byte("tally.fold"))
+	return int64(h.Sum64())
+}()
+
+// FoldRollup folds the pending events of an account ("" for every account)
+// into the rollup and returns how many it folded. Every read of the rollup
+// calls it first, so a read sees every event acknowledged before it began.
+func (s *Store) FoldRollup(ctx context.Context, accountSID string) (int64, error) {
+	var total int64
+	for {
+		var n int64
+		err := s.inTx(ctx, func(tx pgx.Tx) error {
+			var err error
+			n, err = foldOnce(ctx, tx, accountSID, true)
+			return err
+		})
+		if err != nil {
+			return total, translate(fmt.Errorf("fold rollup: %w", err))
+		}
+		total += n
+		if n < foldChunk {
+			return total, nil
+		}
+	}
+}
+
+// fold is FoldRollup for a reader of the rollup.
+func (s *Store) fold(ctx context.Context, accountSID string) error {
+	_, err := s.FoldRollup(ctx, accountSID)
+	return err
+}
+
+// foldIn folds every pending event of an account inside tx, for a reader
+// that needs the rollup complete within its own transaction.
+func foldIn(ctx context.Context, tx pgx.Tx, accountSID string) error {
+	for {
+		n, err := foldOnce(ctx, tx, accountSID, true)
+		if err != nil {
+			return fmt.Errorf("fold rollup: %w", err)
+		}
+		if n < foldChunk {
+			return nil
+		}
+	}
+}
+
+// foldOnce folds one chunk under the fold lock, held until tx ends. When
+// wait is false and another fold holds the lock, it folds nothing and
+// returns -1.
+func foldOnce(ctx context.Context, tx pgx.Tx, accountSID string, wait bool) (int64, error) {
+	if wait {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, foldLockKey); err != nil {
+			return 0, fmt.Errorf("lock: %w", err)
+		}
+	} else {
+		var got bool
+		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, foldLockKey).Scan(&got); err != nil {
+			return 0, fmt.Errorf("lock: %w", err)
+		}
+		if !got {
+			return -1, nil
+		}
+	}
+	if _, err := tx.Exec(ctx, `SET LOCAL work_mem = '256MB'`); err != nil {
+		return 0, fmt.Errorf("set work_mem: %w", err)
+	}
+	var account *string
+	if accountSID != "" {
+		account = &accountSID
+	}
+	var n int64
+	if err := tx.QueryRow(ctx, foldEvents, account, foldChunk).Scan(&n); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// FoldInBackground folds the pending events of every account every
+// interval until ctx ends, so that reads find little to fold and a fold
+// merges many events per rollup row. A round another replica is already
+// folding is skipped.
+func (s *Store) FoldInBackground(ctx context.Context, every time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for {
+			var n int64
+			err := s.inTx(ctx, func(tx pgx.Tx) error {
+				var err error
+				n, err = foldOnce(ctx, tx, "", false)
+				return err
+			})
+			if err != nil {
+				if ctx.Err() == nil && log != nil {
+					log.ErrorContext(ctx, "fold rollup", "err", err)
+				}
+				break
+			}
+			if n < foldChunk {
+				break
+			}
+		}
+	}
+}
