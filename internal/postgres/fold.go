@@ -101,16 +101,26 @@ var foldLockKey = func() int64 {
 // into the rollup and returns how many it folded. Every read of the rollup
 // calls it first, so a read sees every event acknowledged before it began.
 func (s *Store) FoldRollup(ctx context.Context, accountSID string) (int64, error) {
+	return s.foldChunks(ctx, accountSID, true)
+}
+
+// foldChunks folds chunk after chunk, each in a transaction of its own,
+// until less than a chunk was pending. Without wait it stops as soon as
+// another fold holds the lock.
+func (s *Store) foldChunks(ctx context.Context, accountSID string, wait bool) (int64, error) {
 	var total int64
 	for {
 		var n int64
 		err := s.inTx(ctx, func(tx pgx.Tx) error {
 			var err error
-			n, err = foldOnce(ctx, tx, accountSID, true)
+			n, err = foldOnce(ctx, tx, accountSID, wait)
 			return err
 		})
 		if err != nil {
 			return total, translate(fmt.Errorf("fold rollup: %w", err))
+		}
+		if n < 0 {
+			return total, nil
 		}
 		total += n
 		if n < foldChunk {
@@ -183,22 +193,8 @@ func (s *Store) FoldInBackground(ctx context.Context, every time.Duration, log *
 			return
 		case <-t.C:
 		}
-		for {
-			var n int64
-			err := s.inTx(ctx, func(tx pgx.Tx) error {
-				var err error
-				n, err = foldOnce(ctx, tx, "", false)
-				return err
-			})
-			if err != nil {
-				if ctx.Err() == nil && log != nil {
-					log.ErrorContext(ctx, "fold rollup", "err", err)
-				}
-				break
-			}
-			if n < foldChunk {
-				break
-			}
+		if _, err := s.foldChunks(ctx, "", false); err != nil && ctx.Err() == nil && log != nil {
+			log.ErrorContext(ctx, "fold rollup", "err", err)
 		}
 	}
 }
