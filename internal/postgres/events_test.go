@@ -435,3 +435,31 @@ func TestReadsFoldFirst(t *testing.T) {
 		t.Fatalf("%d month_users rows after the background fold, want 3", n)
 	}
 }
+
+// TestFoldKeepsControlCharacters: the fold aggregates first events and
+// endpoints through escaped text; ids and endpoints holding the escape's
+// own bytes, or prefixes of each other, must come out whole and in byte
+// order.
+func TestFoldKeepsControlCharacters(t *testing.T) {
+	s, pool, ac := newStore(t)
+	mk := func(id, endpoint string) usage.Event {
+		e := ev(id, "alice", "2026-10-05T12:00:00Z")
+		e.EndpointID = endpoint
+		return e
+	}
+	record(t, s, ac, events(mk("ab\x01", "x\x01"), mk("ab\x01\x01", "x"), mk("ab", "\x01"), mk("ab\x02", "x\x01\x01y")))
+	fold(t, s)
+	var first string
+	var endpoints []string
+	err := pool.QueryRow(t.Context(), `SELECT first_event_id, endpoints FROM month_users WHERE identity = 'alice'`).Scan(&first, &endpoints)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first != "ab" {
+		t.Errorf("first_event_id = %q, want %q", first, "ab")
+	}
+	want := []string{"\x01", "x", "x\x01", "x\x01\x01y"}
+	if fmt.Sprint(endpoints) != fmt.Sprint(want) || len(endpoints) != len(want) {
+		t.Errorf("endpoints = %q, want %q", endpoints, want)
+	}
+}

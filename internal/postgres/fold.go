@@ -17,6 +17,13 @@ import (
 //     this transaction, so each event reaches the rollup exactly once.
 //   - agg gathers them to one row per (account, month, service, identity).
 //     The first activity is the earliest event, ties broken by event id.
+//     No aggregate here builds an array or sorts per group (array_agg and
+//     ordered aggregates set up memory and a sort for every user-month,
+//     ~30 % of a fold): the first event is the min of one sortable text
+//     key, the endpoints one string, both in an order-preserving escape
+//     (\x01 → \x01\x02, fields ended by \x01\x01; text never holds \x00).
+//     The key starts with occurred_at as fixed-width UTC digits (years
+//     2000–9999, as validated), so it sorts as (occurred_at, event_id).
 //   - rollup merges those rows into month_users. Its merge is associative
 //     (sums, bit or, least/greatest, set union), so folding in chunks, in
 //     any order, gives the rollup that folding everything at once would.
@@ -34,15 +41,21 @@ const foldEvents = `WITH d AS (
 ),
 agg AS MATERIALIZED (
     SELECT account_sid, month, service_sid, identity,
-           (array_agg(activity ORDER BY occurred_at, event_id))[1] AS first_activity,
-           (array_agg(event_id ORDER BY occurred_at, event_id))[1] AS first_event_id,
-           min(occurred_at) AS first_at, max(occurred_at) AS last_at, count(*) AS events,
-           bit_or(activity_bit) AS activities, bit_or(source_bit) AS sources,
-           coalesce(array_agg(DISTINCT endpoint_id ORDER BY endpoint_id) FILTER (WHERE endpoint_id IS NOT NULL),
-                    '{}') AS endpoints,
-           min(identity_flags) AS identity_flags, max(received_at) AS last_received_at
-    FROM d
-    GROUP BY account_sid, month, service_sid, identity
+           split_part(first_key, E'\x01\x01', 2) AS first_activity,
+           replace(substr(split_part(first_key, E'\x01\x01', 1), 21), E'\x01\x02', E'\x01') AS first_event_id,
+           first_at, last_at, events, activities, sources,
+           coalesce(ARRAY(SELECT DISTINCT replace(e, E'\x01\x02', E'\x01') COLLATE "C"
+                          FROM unnest(string_to_array(endpoints, E'\x01\x01')) AS e ORDER BY 1), '{}') AS endpoints,
+           identity_flags, last_received_at
+    FROM (SELECT account_sid, month, service_sid, identity,
+                 min(to_char(occurred_at AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS')
+                     || replace(event_id, E'\x01', E'\x01\x02') || E'\x01\x01' || activity COLLATE "C") AS first_key,
+                 min(occurred_at) AS first_at, max(occurred_at) AS last_at, count(*) AS events,
+                 bit_or(activity_bit) AS activities, bit_or(source_bit) AS sources,
+                 string_agg(replace(endpoint_id, E'\x01', E'\x01\x02'), E'\x01\x01') AS endpoints,
+                 min(identity_flags) AS identity_flags, max(received_at) AS last_received_at
+          FROM d
+          GROUP BY account_sid, month, service_sid, identity) AS g
 ),
 rollup AS (
     INSERT INTO month_users AS m (account_sid, month, service_sid, identity,
