@@ -129,8 +129,8 @@ func (s *Store) foldChunks(ctx context.Context, accountSID string, wait bool) (i
 			n, err = foldOnce(ctx, tx, accountSID, wait)
 			return err
 		})
-		if err != nil {
-			return total, translate(fmt.Errorf("fold rollup: %w", err))
+		if err != nil { // inTx has translated it
+			return total, fmt.Errorf("fold rollup: %w", err)
 		}
 		if n < 0 {
 			return total, nil
