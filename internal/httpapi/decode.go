@@ -116,11 +116,11 @@ var errNotJSON = errors.New("not valid JSON")
 // decodeEvent decodes and validates one event. It returns errNotJSON (wrapped)
 // for malformed JSON, else the event and every rule it breaks.
 func decodeEvent(raw []byte, index int, now time.Time, errs []usage.FieldError) (usage.Event, []usage.FieldError, error) {
-	var w wireEvent
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	fast := dec.Decode(&w) == nil && !dec.More() && validJSONText(raw) &&
-		w.ID != "" && w.Activity != "" && w.Source != "" && w.ServiceSID != "" && w.Identity != "" && w.OccurredAt != ""
+	w, fast := scanEvent(string(raw))
+	if !fast {
+		w, fast = decodeWireEvent(raw)
+	}
+	fast = fast && w.complete()
 	var bad map[string]bool // fields whose JSON is already reported
 	if !fast {
 		var notObject bool
@@ -131,6 +131,20 @@ func decodeEvent(raw []byte, index int, now time.Time, errs []usage.FieldError) 
 		}
 	}
 	return fromWire(w, index, now, errs, bad)
+}
+
+// decodeWireEvent decodes one event with encoding/json, for what the
+// scanner gives up on; ok is false if the event needs diagnosing.
+func decodeWireEvent(raw []byte) (w wireEvent, ok bool) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	ok = dec.Decode(&w) == nil && !dec.More() && validJSONText(raw)
+	return w, ok
+}
+
+// complete reports whether every required field is there.
+func (w *wireEvent) complete() bool {
+	return w.ID != "" && w.Activity != "" && w.Source != "" && w.ServiceSID != "" && w.Identity != "" && w.OccurredAt != ""
 }
 
 // fromWire turns a decoded event into a usage.Event and appends every rule
@@ -338,6 +352,29 @@ func decodeBatch(body io.Reader, now time.Time) (*postgres.Batch, error) {
 // (ok false) at the first sign of trouble, so that the slow path can name
 // every problem precisely.
 func decodeBatchFast(raw []byte, now time.Time) (*postgres.Batch, bool) {
+	wires, ok := scanBatch(string(raw))
+	if !ok {
+		if wires, ok = decodeWireBatch(raw); !ok {
+			return nil, false
+		}
+	}
+	src := &postgres.Batch{Events: make([]usage.Event, 0, len(wires))}
+	for i := range wires {
+		if !wires[i].complete() {
+			return nil, false
+		}
+		e, errs, _ := fromWire(wires[i], i, now, nil, nil)
+		if len(errs) > 0 {
+			return nil, false
+		}
+		src.Events = append(src.Events, e)
+	}
+	return src, true
+}
+
+// decodeWireBatch decodes a batch with encoding/json, for what the scanner
+// gives up on; ok is false if the batch needs diagnosing.
+func decodeWireBatch(raw []byte) ([]wireEvent, bool) {
 	if !validJSONText(raw) {
 		return nil, false
 	}
@@ -352,18 +389,7 @@ func decodeBatchFast(raw []byte, now time.Time) (*postgres.Batch, bool) {
 	if rest := bytes.TrimSpace(raw[dec.InputOffset():]); len(rest) > 0 {
 		return nil, false
 	}
-	src := &postgres.Batch{Events: make([]usage.Event, 0, len(req.Events))}
-	for i, w := range req.Events {
-		if w.ID == "" || w.Activity == "" || w.Source == "" || w.ServiceSID == "" || w.Identity == "" || w.OccurredAt == "" {
-			return nil, false
-		}
-		e, errs, _ := fromWire(w, i, now, nil, nil)
-		if len(errs) > 0 {
-			return nil, false
-		}
-		src.Events = append(src.Events, e)
-	}
-	return src, true
+	return req.Events, true
 }
 
 // ndjsonSource decodes an NDJSON body line by line as PostgreSQL consumes
