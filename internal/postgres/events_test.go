@@ -463,3 +463,41 @@ func TestFoldKeepsControlCharacters(t *testing.T) {
 		t.Errorf("endpoints = %q, want %q", endpoints, want)
 	}
 }
+
+// TestFoldPlansAfresh folds again and again on one connection: no fold may
+// run a cached generic plan, which would keep the plan made when users was
+// empty (a sequential scan of users per new user-month) once users is large.
+func TestFoldPlansAfresh(t *testing.T) {
+	_, url := pgtest.NewDB(t)
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = 1 // one session, so its prepared statements can be read back
+	pool, err := pgxpool.NewWithConfig(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	s := postgres.New(pool, func() time.Time { return clock })
+	a, err := s.CreateAccount(t.Context(), "Acme", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 12 {
+		record(t, s, a.SID, &postgres.Batch{Events: []usage.Event{ev(fmt.Sprintf("e%d", i), fmt.Sprintf("user-%d", i), "2026-10-05T12:00:00Z")}})
+		fold(t, s)
+	}
+	var generic, custom int64
+	err = pool.QueryRow(t.Context(), `SELECT coalesce(sum(generic_plans), 0), coalesce(sum(custom_plans), 0)
+		FROM pg_prepared_statements WHERE statement LIKE 'WITH d AS (%DELETE FROM rollup_pending%'`).Scan(&generic, &custom)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if generic != 0 || custom < 12 {
+		t.Fatalf("the fold ran %d generic and %d custom plans, want 0 and at least 12", generic, custom)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM users`); n != 12 {
+		t.Fatalf("%d users, want 12", n)
+	}
+}

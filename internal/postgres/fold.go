@@ -184,8 +184,15 @@ func foldOnce(ctx context.Context, tx pgx.Tx, accountSID string, wait bool) (int
 	// more than ~65 000 user-months spilled its aggregation to disk at ~100 MB
 	// of real memory. A multiplier of 8 keeps ~260 000 groups (~400 MB)
 	// in memory; a larger chunk spills, as before.
-	if _, err := tx.Exec(ctx, `SET LOCAL work_mem = '256MB'; SET LOCAL hash_mem_multiplier = 8`); err != nil {
-		return 0, fmt.Errorf("set work_mem: %w", err)
+	//
+	// A fold is planned afresh each time. A cached generic plan made while
+	// users was nearly empty (a new database, or the bench after a reset)
+	// probes users by a sequential scan for every new user-month; reused once
+	// users is large, one fold ran for over 18 minutes. Planning costs ~3 ms
+	// of a fold that takes seconds.
+	if _, err := tx.Exec(ctx, `SET LOCAL work_mem = '256MB'; SET LOCAL hash_mem_multiplier = 8;
+		SET LOCAL plan_cache_mode = force_custom_plan`); err != nil {
+		return 0, fmt.Errorf("set fold settings: %w", err)
 	}
 	var account *string
 	if accountSID != "" {
