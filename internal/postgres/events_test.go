@@ -501,3 +501,55 @@ func TestFoldPlansAfresh(t *testing.T) {
 		t.Fatalf("%d users, want 12", n)
 	}
 }
+
+// TestFoldProbesUsersByIndex folds many new users into an empty users
+// table: the fold must probe users through its index. Planned on an empty
+// table, the probe was a sequential scan per new user, over the pages the
+// same statement was filling: quadratic in the users a fold creates.
+func TestFoldProbesUsersByIndex(t *testing.T) {
+	s, pool, ac := newStore(t)
+	var events []usage.Event
+	for i := range 500 {
+		events = append(events, ev(fmt.Sprintf("e%d", i), fmt.Sprintf("user-%d", i), "2026-10-05T12:00:00Z"))
+	}
+	record(t, s, ac, &postgres.Batch{Events: events})
+	// Statistics of this session reach the shared counters when it next
+	// goes idle; one connection, so the fold's backend is the one flushed.
+	conn, err := pool.Acquire(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	seqScans := func() int64 {
+		t.Helper()
+		if _, err := conn.Exec(t.Context(), `SELECT pg_stat_force_next_flush()`); err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		if err := conn.QueryRow(t.Context(), `SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'users'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// As after autovacuum analyzed the table while it was empty.
+	if _, err := conn.Exec(t.Context(), `ANALYZE users`); err != nil {
+		t.Fatal(err)
+	}
+	before := seqScans()
+	tx, err := conn.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := postgres.FoldIn(t.Context(), tx, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM users`); n != 500 {
+		t.Fatalf("%d users, want 500", n)
+	}
+	if n := seqScans() - before; n != 0 {
+		t.Fatalf("the fold scanned users sequentially %d times", n)
+	}
+}

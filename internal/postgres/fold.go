@@ -185,13 +185,16 @@ func foldOnce(ctx context.Context, tx pgx.Tx, accountSID string, wait bool) (int
 	// of real memory. A multiplier of 8 keeps ~260 000 groups (~400 MB)
 	// in memory; a larger chunk spills, as before.
 	//
-	// A fold is planned afresh each time. A cached generic plan made while
-	// users was nearly empty (a new database, or the bench after a reset)
-	// probes users by a sequential scan for every new user-month; reused once
-	// users is large, one fold ran for over 18 minutes. Planning costs ~3 ms
-	// of a fold that takes seconds.
+	// users is probed by its index, never by a sequential scan: planned
+	// while users looked empty (a new database, the bench after a reset),
+	// the probe for each new user became a scan of users, and of the pages
+	// the same statement was filling with the new users: quadratic. A
+	// fold creating 50 000 users took 10–30 s; reused as a cached generic
+	// plan once users was large, one ran for over 18 minutes. For the same
+	// reason a fold is planned afresh each time (~3 ms of a fold that
+	// takes seconds). rollup_pending has no index and is still scanned.
 	if _, err := tx.Exec(ctx, `SET LOCAL work_mem = '256MB'; SET LOCAL hash_mem_multiplier = 8;
-		SET LOCAL plan_cache_mode = force_custom_plan`); err != nil {
+		SET LOCAL enable_seqscan = off; SET LOCAL plan_cache_mode = force_custom_plan`); err != nil {
 		return 0, fmt.Errorf("set fold settings: %w", err)
 	}
 	var account *string
