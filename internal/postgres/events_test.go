@@ -543,6 +543,15 @@ func TestFoldProbesUsersByIndex(t *testing.T) {
 	if err := postgres.FoldIn(t.Context(), tx, ""); err != nil {
 		t.Fatal(err)
 	}
+	// What the fold set is its own: the report job goes on in the same
+	// transaction with the session's settings.
+	var seqscan, planMode string
+	if err := tx.QueryRow(t.Context(), `SELECT current_setting('enable_seqscan'), current_setting('plan_cache_mode')`).Scan(&seqscan, &planMode); err != nil {
+		t.Fatal(err)
+	}
+	if seqscan != "on" || planMode != "auto" {
+		t.Fatalf("after the fold, in its transaction: enable_seqscan %s, plan_cache_mode %s", seqscan, planMode)
+	}
 	if err := tx.Commit(t.Context()); err != nil {
 		t.Fatal(err)
 	}

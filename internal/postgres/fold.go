@@ -205,6 +205,11 @@ func foldOnce(ctx context.Context, tx pgx.Tx, accountSID string, wait bool) (int
 	if err := tx.QueryRow(ctx, foldEvents, account, foldChunk).Scan(&n); err != nil {
 		return 0, err
 	}
+	// The settings are for the fold alone: the report job folds inside its
+	// own transaction and then reads a month of the rollup.
+	if _, err := tx.Exec(ctx, `RESET work_mem; RESET hash_mem_multiplier; RESET enable_seqscan; RESET plan_cache_mode`); err != nil {
+		return 0, fmt.Errorf("reset fold settings: %w", err)
+	}
 	return n, nil
 }
 
