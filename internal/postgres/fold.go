@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -193,8 +194,7 @@ func foldOnce(ctx context.Context, tx pgx.Tx, accountSID string, wait bool) (int
 	// plan once users was large, one ran for over 18 minutes. For the same
 	// reason a fold is planned afresh each time (~3 ms of a fold that
 	// takes seconds). rollup_pending has no index and is still scanned.
-	if _, err := tx.Exec(ctx, `SET LOCAL work_mem = '256MB'; SET LOCAL hash_mem_multiplier = 8;
-		SET LOCAL enable_seqscan = off; SET LOCAL plan_cache_mode = force_custom_plan`); err != nil {
+	if _, err := tx.Exec(ctx, setFoldSettings); err != nil {
 		return 0, fmt.Errorf("set fold settings: %w", err)
 	}
 	var account *string
@@ -207,11 +207,27 @@ func foldOnce(ctx context.Context, tx pgx.Tx, accountSID string, wait bool) (int
 	}
 	// The settings are for the fold alone: the report job folds inside its
 	// own transaction and then reads a month of the rollup.
-	if _, err := tx.Exec(ctx, `RESET work_mem; RESET hash_mem_multiplier; RESET enable_seqscan; RESET plan_cache_mode`); err != nil {
+	if _, err := tx.Exec(ctx, resetFoldSettings); err != nil {
 		return 0, fmt.Errorf("reset fold settings: %w", err)
 	}
 	return n, nil
 }
+
+// foldSettings are what a fold runs with (see foldOnce); setting and
+// resetting them come from this one list, so that none outlives the fold.
+var foldSettings = [][2]string{
+	{"work_mem", "'256MB'"}, {"hash_mem_multiplier", "8"},
+	{"enable_seqscan", "off"}, {"plan_cache_mode", "force_custom_plan"},
+}
+
+var setFoldSettings, resetFoldSettings = func() (string, string) {
+	var set, reset strings.Builder
+	for _, kv := range foldSettings {
+		fmt.Fprintf(&set, "SET LOCAL %s = %s; ", kv[0], kv[1])
+		fmt.Fprintf(&reset, "RESET %s; ", kv[0])
+	}
+	return set.String(), reset.String()
+}()
 
 // FoldInBackground folds the pending events of every account every
 // interval until ctx ends, so that reads find little to fold and a fold
