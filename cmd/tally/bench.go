@@ -177,9 +177,10 @@ func benchIngest(ctx context.Context, e *env, env *bench.Env, o benchOptions) er
 		if err != nil {
 			return err
 		}
-		// The fold leaves rollup_pending empty; VACUUM gives its pages back, as
-		// autovacuum does in service, so the size is the data, not the
-		// backlog just folded.
+		// The fold leaves rollup_pending empty: it truncates one slot and
+		// deletes what the other holds. VACUUM gives those pages back, as
+		// the next switch of slots does in service, so the size is the
+		// data, not the backlog just folded.
 		if _, err := env.Pool.Exec(ctx, `VACUUM rollup_pending`); err != nil {
 			return fmt.Errorf("vacuum rollup_pending: %w", err)
 		}

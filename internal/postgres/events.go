@@ -100,7 +100,8 @@ const (
 //     those rows are locked, in month order: the key scan of = ANY($3)).
 //   - pending appends the new events for the rollup; a fold merges them
 //     into month_users and users later (see fold.go), so a body updates no
-//     rollup row and takes no row lock outside the ids it inserts.
+//     rollup row and takes no row lock outside the ids it inserts. They go
+//     to the partition of the current slot, read as they are written.
 //
 // It returns the number of new events and how many of them are late (in a
 // month that already has a final version).
@@ -128,9 +129,9 @@ revisions AS (
 ),
 pending AS (
     INSERT INTO rollup_pending (account_sid, month, service_sid, identity, event_id, occurred_at, activity,
-        activity_bit, source_bit, endpoint_id, identity_flags, received_at)
+        activity_bit, source_bit, endpoint_id, identity_flags, received_at, slot)
     SELECT $1, month, service_sid, identity, id, occurred_at, activity, activity_bit, source_bit, endpoint_id,
-        identity_flags, $2
+        identity_flags, $2, (SELECT last_value FROM rollup_slot)::smallint
     FROM f
 )
 SELECT (SELECT count(*) FROM f),

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tallyhq/tally/internal/pgtest"
@@ -366,13 +367,16 @@ func TestConcurrentOverlappingBatches(t *testing.T) {
 		}()
 	}
 	// Folds run while the bodies commit: a pending event is folded once,
-	// by whichever fold deletes it, and one committed after a fold's
-	// snapshot waits for the next.
+	// by whichever fold deletes it or empties its slot, and one committed
+	// after a fold's snapshot waits for the next.
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		for ctx.Err() == nil {
-			if _, err := s.FoldRollup(context.WithoutCancel(ctx), ""); err != nil {
+		for i := 0; ctx.Err() == nil; i++ {
+			// Every account's (switching slots), then as a read of the
+			// account folds (deleting from both slots).
+			account := []string{"", ac}[i%2]
+			if _, err := s.FoldRollup(context.WithoutCancel(ctx), account); err != nil {
 				errc <- fmt.Errorf("fold: %w", err)
 				return
 			}
@@ -490,7 +494,7 @@ func TestFoldPlansAfresh(t *testing.T) {
 	}
 	var generic, custom int64
 	err = pool.QueryRow(t.Context(), `SELECT coalesce(sum(generic_plans), 0), coalesce(sum(custom_plans), 0)
-		FROM pg_prepared_statements WHERE statement LIKE 'WITH d AS (%DELETE FROM rollup_pending%'`).Scan(&generic, &custom)
+		FROM pg_prepared_statements WHERE statement LIKE 'WITH d AS (%rollup_pending%'`).Scan(&generic, &custom)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -560,5 +564,125 @@ func TestFoldProbesUsersByIndex(t *testing.T) {
 	}
 	if n := seqScans() - before; n != 0 {
 		t.Fatalf("the fold scanned users sequentially %d times", n)
+	}
+}
+
+// TestFoldSlotWaitsForWriters holds a write to the current slot open while
+// a fold switches slots, and writes to the old slot while that fold holds
+// it: the fold waits for the first and folds it; the second waits for the
+// fold and is folded by the switch after next. Nothing is lost or counted
+// twice.
+func TestFoldSlotWaitsForWriters(t *testing.T) {
+	s, pool, ac := newStore(t)
+	ctx := t.Context()
+	var slot int
+	if err := pool.QueryRow(ctx, `SELECT last_value FROM rollup_slot`).Scan(&slot); err != nil {
+		t.Fatal(err)
+	}
+	// A pending row as a body writes it, for its own user.
+	pend := func(tx pgx.Tx, slot int, identity string) {
+		t.Helper()
+		if _, err := tx.Exec(ctx, `INSERT INTO rollup_pending (account_sid, month, service_sid, identity, event_id,
+			    occurred_at, activity, activity_bit, source_bit, identity_flags, received_at, slot)
+			VALUES ($1, '2026-10-01', 'IS1', $2, $2, '2026-10-05T12:00:00Z', 'join', 4, 1, 0, now(), $3)`,
+			ac, identity, slot); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Rollback(ctx)
+	pend(first, slot, "alice")
+
+	folded := make(chan int64, 1)
+	go func() {
+		n, err := postgres.FoldSlot(s, context.WithoutCancel(ctx), true)
+		if err != nil {
+			t.Error(err)
+		}
+		folded <- n
+	}()
+	// The fold has switched and waits for the open write.
+	waitFor(t, pool, `SELECT count(*) FROM pg_locks WHERE NOT granted AND mode = 'ShareLock'
+		AND relation = $1::regclass`, fmt.Sprintf("rollup_pending_%d", slot))
+	var now int
+	if err := pool.QueryRow(ctx, `SELECT last_value FROM rollup_slot`).Scan(&now); err != nil {
+		t.Fatal(err)
+	}
+	if now == slot {
+		t.Fatal("the fold waits without having switched the slot")
+	}
+
+	// A body that read the old slot before the switch writes to it now:
+	// it queues behind the fold.
+	late, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer late.Rollback(ctx)
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := late.Exec(ctx, `INSERT INTO rollup_pending (account_sid, month, service_sid, identity, event_id,
+			    occurred_at, activity, activity_bit, source_bit, identity_flags, received_at, slot)
+			VALUES ($1, '2026-10-01', 'IS1', 'bob', 'bob', '2026-10-05T12:00:00Z', 'join', 4, 1, 0, now(), $2)`,
+			ac, slot)
+		wrote <- err
+	}()
+	waitFor(t, pool, `SELECT count(*) FROM pg_locks WHERE NOT granted AND mode = 'RowExclusiveLock'
+		AND relation = $1::regclass`, fmt.Sprintf("rollup_pending_%d", slot))
+
+	if err := first.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := <-folded; n != 1 {
+		t.Fatalf("the fold folded %d events, want alice's 1", n)
+	}
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
+	}
+	if err := late.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The old slot was emptied by the fold, and then got bob's event.
+	if n := count(t, pool, fmt.Sprintf(`SELECT count(*) FROM rollup_pending_%d`, slot)); n != 1 {
+		t.Fatalf("%d events in the old slot after the fold, want bob's 1", n)
+	}
+	var events []int64
+	for range 2 {
+		n, err := postgres.FoldSlot(s, ctx, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		events = append(events, n)
+	}
+	if fmt.Sprint(events) != "[0 1]" {
+		t.Fatalf("the next two switches folded %v events, want [0 1]", events)
+	}
+	if n := count(t, pool, `SELECT sum(events) FROM month_users`); n != 2 {
+		t.Fatalf("the rollup counts %d events, want 2", n)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM rollup_pending`); n != 0 {
+		t.Fatalf("%d events still pending", n)
+	}
+}
+
+// waitFor polls a count until it is positive.
+func waitFor(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var n int64
+		if err := pool.QueryRow(t.Context(), sql, args...).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 10 s for %s", sql)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

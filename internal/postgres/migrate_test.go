@@ -18,7 +18,7 @@ func TestEventsMigrationRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	for range 2 { // rollup_pending, then the events keyed by id
+	for range 3 { // the slots, rollup_pending, then the events keyed by id
 		if err := m.Down(t.Context()); err != nil {
 			t.Fatal(err)
 		}
@@ -64,8 +64,10 @@ func TestRollupPendingMigrationDownFolds(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	if err := m.Down(t.Context()); err != nil {
-		t.Fatal(err)
+	for range 2 { // the slots, then rollup_pending
+		if err := m.Down(t.Context()); err != nil {
+			t.Fatal(err)
+		}
 	}
 	checks := []struct {
 		sql  string
@@ -88,5 +90,51 @@ func TestRollupPendingMigrationDownFolds(t *testing.T) {
 	}
 	if got := activeUsers(t, s, ac, "2026-10"); got != 1 {
 		t.Fatalf("after up: %d active users in 2026-10, want 1", got)
+	}
+}
+
+// TestRollupSlotsMigrationRoundTrip takes pending events in both slots down
+// to the table without slots and back: none is lost or folded twice.
+func TestRollupSlotsMigrationRoundTrip(t *testing.T) {
+	s, pool, ac := newStore(t)
+	record(t, s, ac, events(ev("e1", "alice", "2026-10-05T12:00:00Z")))
+	if _, err := pool.Exec(t.Context(), `SELECT setval('rollup_slot', 1)`); err != nil {
+		t.Fatal(err)
+	}
+	record(t, s, ac, events(ev("e2", "alice", "2026-10-06T12:00:00Z"), ev("e3", "bob", "2026-10-07T00:00:00Z")))
+	for _, c := range []struct {
+		sql  string
+		want int64
+	}{
+		{`SELECT count(*) FROM rollup_pending_0`, 1},
+		{`SELECT count(*) FROM rollup_pending_1`, 2},
+	} {
+		if n := count(t, pool, c.sql); n != c.want {
+			t.Fatalf("before down: %s = %d, want %d", c.sql, n, c.want)
+		}
+	}
+	m, err := postgres.NewMigrator(pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if err := m.Down(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM rollup_pending`); n != 3 {
+		t.Fatalf("after down: %d events pending, want 3", n)
+	}
+	if err := m.Up(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM rollup_pending_0`); n != 3 {
+		t.Fatalf("after up: %d events pending in slot 0, want 3", n)
+	}
+	record(t, s, ac, events(ev("e4", "carol", "2026-10-08T00:00:00Z")))
+	if got := activeUsers(t, s, ac, "2026-10"); got != 3 {
+		t.Fatalf("after the round trip: %d active users in 2026-10, want 3", got)
+	}
+	if n := count(t, pool, `SELECT events FROM month_users WHERE identity = 'alice'`); n != 2 {
+		t.Fatalf("alice has %d events in the rollup, want 2", n)
 	}
 }
