@@ -579,12 +579,14 @@ func TestFoldSlotWaitsForWriters(t *testing.T) {
 	if err := pool.QueryRow(ctx, `SELECT last_value FROM rollup_slot`).Scan(&slot); err != nil {
 		t.Fatal(err)
 	}
-	// A pending row as a body writes it, for its own user.
+	// A pending row as a body writes it: account, identity (also the
+	// event id), slot.
+	const pendingRow = `INSERT INTO rollup_pending (account_sid, month, service_sid, identity, event_id,
+	    occurred_at, activity, activity_bit, source_bit, identity_flags, received_at, slot)
+	    VALUES ($1, '2026-10-01', 'IS1', $2, $2, '2026-10-05T12:00:00Z', 'join', 4, 1, 0, now(), $3)`
 	pend := func(tx pgx.Tx, slot int, identity string) {
 		t.Helper()
-		if _, err := tx.Exec(ctx, `INSERT INTO rollup_pending (account_sid, month, service_sid, identity, event_id,
-			    occurred_at, activity, activity_bit, source_bit, identity_flags, received_at, slot)
-			VALUES ($1, '2026-10-01', 'IS1', $2, $2, '2026-10-05T12:00:00Z', 'join', 4, 1, 0, now(), $3)`,
+		if _, err := tx.Exec(ctx, pendingRow,
 			ac, identity, slot); err != nil {
 			t.Fatal(err)
 		}
@@ -624,10 +626,7 @@ func TestFoldSlotWaitsForWriters(t *testing.T) {
 	defer late.Rollback(ctx)
 	wrote := make(chan error, 1)
 	go func() {
-		_, err := late.Exec(ctx, `INSERT INTO rollup_pending (account_sid, month, service_sid, identity, event_id,
-			    occurred_at, activity, activity_bit, source_bit, identity_flags, received_at, slot)
-			VALUES ($1, '2026-10-01', 'IS1', 'bob', 'bob', '2026-10-05T12:00:00Z', 'join', 4, 1, 0, now(), $2)`,
-			ac, slot)
+		_, err := late.Exec(ctx, pendingRow, ac, "bob", slot)
 		wrote <- err
 	}()
 	waitFor(t, pool, `SELECT count(*) FROM pg_locks WHERE NOT granted AND mode = 'RowExclusiveLock'
