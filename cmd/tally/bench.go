@@ -238,6 +238,7 @@ func benchIngest(ctx context.Context, e *env, env *bench.Env, o benchOptions) er
 func benchTokens(ctx context.Context, e *env, env *bench.Env, o benchOptions) error {
 	out := e.stdout
 	var health, mint, verify, rMint, rVerify []float64
+	var cpu [3][3][]float64 // per scenario: server, load generator, machine µs per request
 	for r := 0; r < o.runs; r++ {
 		h, err := env.Healthz(ctx, o.clients, o.duration)
 		if err != nil {
@@ -251,9 +252,15 @@ func benchTokens(ctx context.Context, e *env, env *bench.Env, o benchOptions) er
 		if err != nil {
 			return fmt.Errorf("verify: %w", err)
 		}
-		fmt.Fprintf(e.stderr, "run %d: healthz %.0f/s, mint %.0f/s, verify %.0f/s\n", r+1, h, m, v)
-		health, mint, verify = append(health, h), append(mint, m), append(verify, v)
-		rMint, rVerify = append(rMint, m/h), append(rVerify, v/h)
+		fmt.Fprintf(e.stderr, "run %d: healthz %.0f/s, mint %.0f/s, verify %.0f/s; CPU µs per request (server/load generator/machine): %s, %s, %s\n",
+			r+1, h.PerSecond, m.PerSecond, v.PerSecond, cpuCost(h), cpuCost(m), cpuCost(v))
+		health, mint, verify = append(health, h.PerSecond), append(mint, m.PerSecond), append(verify, v.PerSecond)
+		rMint, rVerify = append(rMint, m.PerSecond/h.PerSecond), append(rVerify, v.PerSecond/h.PerSecond)
+		for i, t := range []bench.Throughput{h, m, v} {
+			for j, d := range []time.Duration{t.Server, t.Client, t.Machine} {
+				cpu[i][j] = append(cpu[i][j], micros(d))
+			}
+		}
 	}
 	fmt.Fprintf(out, "## Tokens over HTTP: %d clients, %s per measurement\n\n", o.clients, o.duration)
 	fmt.Fprintf(out, "| figure | median (min, max) |\n|---|---|\n")
@@ -261,9 +268,22 @@ func benchTokens(ctx context.Context, e *env, env *bench.Env, o benchOptions) er
 	fmt.Fprintf(out, "| mint, tokens/s | %s |\n", bench.Summarize(mint))
 	fmt.Fprintf(out, "| verify (distinct tokens, one event each), tokens/s | %s |\n", bench.Summarize(verify))
 	fmt.Fprintf(out, "| mint / healthz | %s |\n", bench.Summarize(rMint))
-	fmt.Fprintf(out, "| verify / healthz | %s |\n\n", bench.Summarize(rVerify))
+	fmt.Fprintf(out, "| verify / healthz | %s |\n", bench.Summarize(rVerify))
+	for i, name := range []string{"GET /healthz", "mint", "verify"} {
+		for j, what := range []string{"server", "load generator", "machine (those two, the database, the kernel)"} {
+			fmt.Fprintf(out, "| %s, CPU µs per request: %s | %s |\n", name, what, bench.Summarize(cpu[i][j]))
+		}
+	}
+	fmt.Fprintln(out)
 	return nil
 }
+
+func cpuCost(t bench.Throughput) string {
+	return fmt.Sprintf("%.0f/%.0f/%.0f", micros(t.Server), micros(t.Client), micros(t.Machine))
+}
+
+// micros is d in microseconds, for the tables.
+func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
 func benchReport(ctx context.Context, e *env, env *bench.Env, store *postgres.Store, o benchOptions) error {
 	out := e.stdout

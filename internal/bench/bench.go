@@ -4,6 +4,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -72,6 +73,52 @@ func PeakRSS(pid int) float64 {
 		}
 	}
 	return 0
+}
+
+// clockTick is the unit of CPU times in /proc (USER_HZ), 100 on Linux.
+const clockTick = 10 * time.Millisecond
+
+// ProcessCPU is the CPU time a process has used, user and system (0 where
+// /proc cannot tell).
+func ProcessCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name, in parentheses, may hold spaces: fields are
+	// counted after it. utime and stime are fields 14 and 15.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * clockTick
+}
+
+// MachineCPU is the CPU time all processors have spent busy (not idle nor
+// waiting for I/O, nor stolen by the hypervisor) since boot (0 where /proc
+// cannot tell).
+func MachineCPU() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	f := strings.Fields(string(line))
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0
+	}
+	var busy int64
+	// user nice system idle iowait irq softirq steal
+	for i, v := range f[1:9] {
+		if i == 3 || i == 4 || i == 7 {
+			continue
+		}
+		n, _ := strconv.ParseInt(v, 10, 64)
+		busy += n
+	}
+	return time.Duration(busy) * clockTick
 }
 
 // Stats summarizes repeated measurements.

@@ -7,14 +7,25 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// Rate runs do from clients goroutines for d and returns requests per
-// second; do returns false on a failed request.
-func Rate(ctx context.Context, clients int, d time.Duration, do func(client *http.Client, i int64) bool) (float64, error) {
+// Throughput is what a rate measurement found: requests per second, and
+// the CPU time a request cost in the server, in the load generator (this
+// process) and on the whole machine (those two, the database and the
+// kernel's work for them). The costs vary less than the rates on a shared
+// machine, and tell where a slower request spends.
+type Throughput struct {
+	PerSecond               float64
+	Server, Client, Machine time.Duration
+}
+
+// rate runs do from clients goroutines for d; do returns false on a failed
+// request.
+func (e *Env) rate(ctx context.Context, clients int, d time.Duration, do func(client *http.Client, i int64) bool) (Throughput, error) {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	var n, failed, next atomic.Int64
@@ -22,6 +33,7 @@ func Rate(ctx context.Context, clients int, d time.Duration, do func(client *htt
 	tr := &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr}
+	server, self, machine := ProcessCPU(e.Server.Process.Pid), ProcessCPU(os.Getpid()), MachineCPU()
 	start := time.Now()
 	for c := 0; c < clients; c++ {
 		wg.Add(1)
@@ -37,10 +49,17 @@ func Rate(ctx context.Context, clients int, d time.Duration, do func(client *htt
 		}()
 	}
 	wg.Wait()
+	elapsed := time.Since(start)
 	if f := failed.Load(); f > 0 {
-		return 0, fmt.Errorf("%d requests failed", f)
+		return Throughput{}, fmt.Errorf("%d requests failed", f)
 	}
-	return float64(n.Load()) / time.Since(start).Seconds(), nil
+	done := max(n.Load(), 1)
+	return Throughput{
+		PerSecond: float64(n.Load()) / elapsed.Seconds(),
+		Server:    (ProcessCPU(e.Server.Process.Pid) - server) / time.Duration(done),
+		Client:    (ProcessCPU(os.Getpid()) - self) / time.Duration(done),
+		Machine:   (MachineCPU() - machine) / time.Duration(done),
+	}, nil
 }
 
 func (e *Env) request(client *http.Client, method, path string, body []byte, want int) bool {
@@ -63,15 +82,15 @@ func (e *Env) request(client *http.Client, method, path string, body []byte, wan
 }
 
 // Healthz is the bare HTTP stack: no auth, no database.
-func (e *Env) Healthz(ctx context.Context, clients int, d time.Duration) (float64, error) {
-	return Rate(ctx, clients, d, func(c *http.Client, _ int64) bool { return e.request(c, "GET", "/healthz", nil, 200) })
+func (e *Env) Healthz(ctx context.Context, clients int, d time.Duration) (Throughput, error) {
+	return e.rate(ctx, clients, d, func(c *http.Client, _ int64) bool { return e.request(c, "GET", "/healthz", nil, 200) })
 }
 
 var mintBody = []byte(`{"identity":"alice@example.com","ttl":3600,"grants":{"chat":{"service_sid":"IS00000000000000000000000000000001","endpoint_id":"alice-iphone"}}}`)
 
 // Mint mints tokens as fast as the server answers.
-func (e *Env) Mint(ctx context.Context, clients int, d time.Duration) (float64, error) {
-	return Rate(ctx, clients, d, func(c *http.Client, _ int64) bool {
+func (e *Env) Mint(ctx context.Context, clients int, d time.Duration) (Throughput, error) {
+	return e.rate(ctx, clients, d, func(c *http.Client, _ int64) bool {
 		return e.request(c, "POST", "/v1/accounts/"+e.AccountSID+"/tokens", mintBody, 201)
 	})
 }
@@ -79,7 +98,7 @@ func (e *Env) Mint(ctx context.Context, clients int, d time.Duration) (float64, 
 // Verify verifies distinct tokens (each records one new authenticate event)
 // from a pool of pool tokens minted first; pool must exceed the requests
 // made in d, or some verifications repeat a token (and record nothing new).
-func (e *Env) Verify(ctx context.Context, clients int, d time.Duration, pool int) (float64, error) {
+func (e *Env) Verify(ctx context.Context, clients int, d time.Duration, pool int) (Throughput, error) {
 	tokens := make([][]byte, pool)
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -111,17 +130,17 @@ func (e *Env) Verify(ctx context.Context, clients int, d time.Duration, pool int
 	wg.Wait()
 	close(errc)
 	if err := <-errc; err != nil {
-		return 0, err
+		return Throughput{}, err
 	}
 	var repeated atomic.Bool
-	rate, err := Rate(ctx, clients, d, func(c *http.Client, i int64) bool {
+	rate, err := e.rate(ctx, clients, d, func(c *http.Client, i int64) bool {
 		if i >= int64(pool) {
 			repeated.Store(true)
 		}
 		return e.request(c, "POST", "/v1/accounts/"+e.AccountSID+"/tokens/verify", tokens[i%int64(pool)], 200)
 	})
 	if err == nil && repeated.Load() {
-		return 0, fmt.Errorf("more verifications than the %d tokens minted: raise the pool", pool)
+		return Throughput{}, fmt.Errorf("more verifications than the %d tokens minted: raise the pool", pool)
 	}
 	return rate, err
 }

@@ -32,7 +32,11 @@ const (
 // decodeJSON reads a small JSON request body into v: malformed JSON is 400,
 // an unknown field or a wrong type 422, an oversized body 413.
 func decodeJSON(c echo.Context, v any) error {
-	r := http.MaxBytesReader(c.Response(), c.Request().Body, MaxJSONBody)
+	return decodeFrom(http.MaxBytesReader(c.Response(), c.Request().Body, MaxJSONBody), v)
+}
+
+// decodeFrom is decodeJSON on a body already bounded.
+func decodeFrom(r io.Reader, v any) error {
 	dec := json.NewDecoder(r)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -45,7 +49,7 @@ func decodeJSON(c echo.Context, v any) error {
 // body limit still applies to it.
 func finishBody(dec *json.Decoder, r io.Reader) error {
 	rest := io.MultiReader(dec.Buffered(), r)
-	buf := make([]byte, 4096)
+	buf := make([]byte, 512)
 	for {
 		n, err := rest.Read(buf)
 		if len(bytes.TrimLeft(buf[:n], " \t\r\n")) > 0 {

@@ -1,9 +1,11 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"time"
 
@@ -91,18 +93,16 @@ func (s *Server) verifyToken(c echo.Context) error {
 	if err := s.authorizeTokens(c, account); err != nil {
 		return err
 	}
-	var req struct {
-		Token string `json:"token"`
-	}
-	if err := decodeJSON(c, &req); err != nil {
+	tok, err := readVerifyBody(c)
+	if err != nil {
 		return err
 	}
-	if req.Token == "" {
+	if tok == "" {
 		return usage.Invalid("token", "is required")
 	}
 	ctx := c.Request().Context()
 	now := s.now().UTC()
-	cl, err := token.Verify(ctx, req.Token, account, now, s.lookupKey)
+	cl, err := token.Verify(ctx, tok, account, now, s.lookupKey)
 	if err != nil {
 		var inv *token.Invalid
 		if errors.As(err, &inv) {
@@ -114,11 +114,11 @@ func (s *Server) verifyToken(c echo.Context) error {
 	// One authenticate event per granted service, through the ingest path.
 	var events []usage.Event
 	if g := cl.Grants.Chat; g != nil {
-		events = append(events, usage.Event{ID: token.EventID(req.Token, "chat"), Activity: usage.Authenticate,
+		events = append(events, usage.Event{ID: token.EventID(tok, "chat"), Activity: usage.Authenticate,
 			Source: usage.SDK, ServiceSID: g.ServiceSID, Identity: cl.Grants.Identity, OccurredAt: now, EndpointID: g.EndpointID})
 	}
 	if g := cl.Grants.Sync; g != nil {
-		events = append(events, usage.Event{ID: token.EventID(req.Token, "data_sync"), Activity: usage.Authenticate,
+		events = append(events, usage.Event{ID: token.EventID(tok, "data_sync"), Activity: usage.Authenticate,
 			Source: usage.SDK, ServiceSID: g.ServiceSID, Identity: cl.Grants.Identity, OccurredAt: now, EndpointID: g.EndpointID})
 	}
 	for i := range events {
@@ -147,6 +147,50 @@ func (s *Server) verifyToken(c echo.Context) error {
 		NotBefore  *time.Time   `json:"not_before"`
 		ExpiresAt  time.Time    `json:"expires_at"`
 	}{true, cl.Grants.Identity, cl.AccountSID, cl.KeySID, cl.Grants, notBefore, cl.ExpiresAt})
+}
+
+// readVerifyBody reads the body of a verification, {"token": "…"}, by
+// decodeJSON's rules. A token is printable ASCII without quotes or
+// backslashes, so the body a client sends is nearly always exactly
+// {"token":"…"}, and that form is read by hand: encoding/json, scanning
+// the token's characters twice, took a tenth of a verification. Anything
+// else goes through encoding/json.
+func readVerifyBody(c echo.Context) (string, error) {
+	b, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, MaxJSONBody))
+	if err != nil {
+		return "", jsonError(err)
+	}
+	if tok, ok := plainToken(b); ok {
+		return tok, nil
+	}
+	var req struct {
+		Token string `json:"token"`
+	}
+	if err := decodeFrom(bytes.NewReader(b), &req); err != nil {
+		return "", err
+	}
+	return req.Token, nil
+}
+
+// plainToken reads a body of the form {"token":"…"}, with JSON whitespace
+// around it, whose string holds no byte that JSON would escape or decode
+// (control characters, quotes, backslashes, non-ASCII); it reports false
+// for any other body.
+func plainToken(b []byte) (string, bool) {
+	rest, ok := bytes.CutPrefix(bytes.Trim(b, " \t\r\n"), []byte(`{"token":"`))
+	if !ok {
+		return "", false
+	}
+	tok, ok := bytes.CutSuffix(rest, []byte(`"}`))
+	if !ok {
+		return "", false
+	}
+	for _, ch := range tok {
+		if ch < 0x20 || ch > 0x7e || ch == '"' || ch == '\\' {
+			return "", false
+		}
+	}
+	return string(tok), true
 }
 
 // invalidToken is a 401 that a client tells from a bad API key by its type

@@ -2,10 +2,12 @@ package httpapi_test
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tallyhq/tally/internal/httpapi"
 	"github.com/tallyhq/tally/internal/usage"
 )
 
@@ -95,6 +97,42 @@ func TestTokenErrors(t *testing.T) {
 		`{"identity":"a","grants":{"chat":{"service_sid":"IS1"}}}`).json(t)["token"].(string)
 	if p := e.post(key, base+"/verify", `{"token":"`+otherTok+`"}`).json(t); p["reason"] != "wrong_account" {
 		t.Fatalf("other account's token: %v", p)
+	}
+}
+
+// TestVerifyBodies: a verification body is read by decodeJSON's rules,
+// whether it takes the hand-read form or encoding/json.
+func TestVerifyBodies(t *testing.T) {
+	e := newEnv(t)
+	key := e.keys[e.acme][usage.RoleIngest]
+	base := "/v1/accounts/" + e.acme + "/tokens"
+	tok := e.post(key, base, `{"identity":"a","grants":{"chat":{"service_sid":"IS1"}}}`).json(t)["token"].(string)
+	escaped := `\u00` + strconv.FormatInt(int64(tok[0]), 16) + tok[1:]
+	for _, c := range []struct {
+		body   string
+		status int
+	}{
+		{`{"token":"` + tok + `"}`, 200},
+		{" \r\n\t{\"token\":\"" + tok + "\"}\n", 200},
+		{`{ "token" : "` + tok + `" }`, 200},
+		{`{"token":"` + escaped + `"}`, 200},
+		{`{"Token":"` + tok + `"}`, 200}, // encoding/json matches keys without case
+		{`{"token":"` + tok + `","x":1}`, 422},
+		{`{"token":"` + tok + `"}{}`, 400},
+		{`{"token":"` + tok + `"} x`, 400},
+		{`{"token":"` + tok + `"`, 400},
+		{`{"token":"` + tok + "\x01" + `"}`, 400},
+		{`{"token":"` + tok + "\xff" + `"}`, 401}, // decoded to U+FFFD: a token that does not verify
+		{`{"token":"` + tok + `x"}`, 401},
+		{`{"token":1}`, 422},
+		{`{"token":""}`, 422},
+		{`{}`, 422},
+		{``, 400},
+		{`{"token":"` + strings.Repeat("a", httpapi.MaxJSONBody) + `"}`, 413},
+	} {
+		if r := e.post(key, base+"/verify", c.body); r.status != c.status {
+			t.Errorf("verify %.80q: %d, want %d: %s", c.body, r.status, c.status, r.body)
+		}
 	}
 }
 

@@ -247,3 +247,28 @@ func TestVerifyLookup(t *testing.T) {
 		})
 	}
 }
+
+// TestKnownHeadersBounded: a remembered header gives the verdict a decoded
+// one gives, and made-up headers do not grow the memory past its bound.
+func TestKnownHeadersBounded(t *testing.T) {
+	ctx := t.Context()
+	for i := range maxKnownHeaders + 50 {
+		tok := build(t, jwt.SigningMethodHS256, secret, twilioClaims(keySID, nil), map[string]any{"n": i})
+		for range 2 { // read, then remembered (past the bound, read again)
+			if _, err := Verify(ctx, tok, account, now, lookup); err != nil {
+				t.Fatalf("header %d: %v", i, err)
+			}
+		}
+		parts := strings.Split(tok, ".")
+		forged := parts[0] + "." + parts[1] + "." + base64.RawURLEncoding.EncodeToString(make([]byte, 32))
+		var inv *Invalid
+		if _, err := Verify(ctx, forged, account, now, lookup); !errors.As(err, &inv) || inv.Reason != BadSignature {
+			t.Fatalf("header %d, forged signature: %v", i, err)
+		}
+	}
+	n := 0
+	knownHeaders.Range(func(any, any) bool { n++; return true })
+	if n > maxKnownHeaders {
+		t.Fatalf("%d headers remembered, bound %d", n, maxKnownHeaders)
+	}
+}

@@ -1,0 +1,25 @@
+package bench
+
+import (
+	"os"
+	"testing"
+	"time"
+)
+
+// TestCPUTimes: the readings of /proc grow with the CPU this process burns.
+func TestCPUTimes(t *testing.T) {
+	self, machine := ProcessCPU(os.Getpid()), MachineCPU()
+	if self <= 0 || machine <= 0 {
+		t.Fatalf("process %v, machine %v: /proc not read", self, machine)
+	}
+	n := 0
+	for start := time.Now(); time.Since(start) < 300*time.Millisecond; {
+		n++ // busy, not asleep
+	}
+	if d := ProcessCPU(os.Getpid()) - self; d < 100*time.Millisecond {
+		t.Fatalf("burned 300ms of CPU (%d turns), process time grew %v", n, d)
+	}
+	if d := MachineCPU() - machine; d < 100*time.Millisecond {
+		t.Fatalf("burned 300ms of CPU, machine busy time grew %v", d)
+	}
+}
