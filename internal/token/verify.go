@@ -118,7 +118,8 @@ func Verify(ctx context.Context, tok, accountSID string, now time.Time, lookup f
 	// decodes the header a second time and allocates a Token: on the verify
 	// path that was a fifth of the server's time. golang-jwt still checks
 	// the signature, and FuzzVerify holds every acceptance to its parser.
-	signed, sigSeg := tok[:strings.LastIndexByte(tok, '.')], tok[strings.LastIndexByte(tok, '.')+1:]
+	last := strings.LastIndexByte(tok, '.')
+	signed, sigSeg := tok[:last], tok[last+1:]
 	claimsSeg := signed[strings.IndexByte(signed, '.')+1:]
 	var c claims
 	b, err := base64.RawURLEncoding.DecodeString(claimsSeg)
