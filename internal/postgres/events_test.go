@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -564,6 +565,48 @@ func TestFoldProbesUsersByIndex(t *testing.T) {
 	}
 	if n := seqScans() - before; n != 0 {
 		t.Fatalf("the fold scanned users sequentially %d times", n)
+	}
+}
+
+// TestFoldIsNotJITCompiled: with the fold's enable_seqscan off, a scan of
+// rollup_pending costs over 10^10, past jit_above_cost, and compiling a fold
+// statement took ~0.5 s even with nothing to fold. Every read of the rollup
+// folds first, so each report and each identity statistic paid it twice.
+func TestFoldIsNotJITCompiled(t *testing.T) {
+	_, pool, _ := newStore(t)
+	tx, err := pool.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(t.Context())
+	var available bool
+	if err := tx.QueryRow(t.Context(), `SELECT pg_jit_available()`).Scan(&available); err != nil {
+		t.Fatal(err)
+	}
+	if !available {
+		t.Log("this cluster has no JIT provider: nothing here could be compiled")
+	}
+	if _, err := tx.Exec(t.Context(), postgres.SetFoldSettings); err != nil {
+		t.Fatal(err)
+	}
+	for p := range postgres.FoldDeleting {
+		statements := []struct {
+			name string
+			sql  string
+			args []any
+		}{
+			{"deleting", postgres.FoldDeleting[p], []any{nil, 2_000_000}},
+			{"range", postgres.FoldRange[p], []any{0, 54_000}},
+		}
+		for _, st := range statements {
+			var plan string
+			if err := tx.QueryRow(t.Context(), "EXPLAIN (FORMAT JSON) "+st.sql, st.args...).Scan(&plan); err != nil {
+				t.Fatalf("explain the %s fold of partition %d: %v", st.name, p, err)
+			}
+			if strings.Contains(plan, `"JIT"`) {
+				t.Errorf("the %s fold of partition %d is JIT-compiled:\n%s", st.name, p, plan)
+			}
+		}
 	}
 }
 

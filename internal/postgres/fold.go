@@ -305,6 +305,10 @@ func foldStatement(ctx context.Context, tx pgx.Tx, sql string, args ...any) (int
 	// reason a fold is planned afresh each time (~3 ms of a fold that
 	// takes seconds). rollup_pending has no index: its partitions are
 	// still scanned, or read by block range.
+	//
+	// And no JIT: the disabled scans cost over 10^10, far past
+	// jit_above_cost, and compiling the fold statement took ~0.5 s, even
+	// for a fold of nothing, which every read of the rollup runs first.
 	if _, err := tx.Exec(ctx, setFoldSettings); err != nil {
 		return 0, fmt.Errorf("set fold settings: %w", err)
 	}
@@ -324,7 +328,7 @@ func foldStatement(ctx context.Context, tx pgx.Tx, sql string, args ...any) (int
 // resetting them come from this one list, so that none outlives the fold.
 var foldSettings = [][2]string{
 	{"work_mem", "'256MB'"}, {"hash_mem_multiplier", "8"},
-	{"enable_seqscan", "off"}, {"plan_cache_mode", "force_custom_plan"},
+	{"enable_seqscan", "off"}, {"plan_cache_mode", "force_custom_plan"}, {"jit", "off"},
 }
 
 var setFoldSettings, resetFoldSettings = func() (string, string) {
