@@ -86,8 +86,9 @@ type RosterEntry struct {
 // per roster entry in byte order of (service_sid, identity). Billing is left
 // out: it is derived from active_users and the stored rate card.
 type Checksum struct {
-	h   hash.Hash
-	buf []byte
+	h       hash.Hash
+	buf     []byte
+	scratch []byte // a field being formatted, before its length is known
 }
 
 // NewChecksum starts the checksum of a report with its figures. Services are
@@ -123,11 +124,23 @@ func NewChecksum(accountSID string, m Month, version *int, f Figures) *Checksum 
 	return c
 }
 
-// Add adds the next roster entry; entries must come in roster order.
+// Add adds the next roster entry; entries must come in roster order. It
+// encodes straight into the buffer: a million-user roster passes through
+// here once per report, and formatting each field into a string of its own
+// first was a third of the job's time in Go.
 func (c *Checksum) Add(e RosterEntry) {
-	c.line("U", e.ServiceSID, e.Identity, string(e.FirstActivity), e.FirstEventID,
-		e.FirstActiveAt.UTC().Format(time.RFC3339Nano), e.LastActiveAt.UTC().Format(time.RFC3339Nano),
-		strconv.FormatInt(e.Events, 10))
+	c.buf = append(c.buf, 'U')
+	c.field(e.ServiceSID)
+	c.field(e.Identity)
+	c.field(string(e.FirstActivity))
+	c.field(e.FirstEventID)
+	c.scratch = e.FirstActiveAt.UTC().AppendFormat(c.scratch[:0], time.RFC3339Nano)
+	c.fieldBytes(c.scratch)
+	c.scratch = e.LastActiveAt.UTC().AppendFormat(c.scratch[:0], time.RFC3339Nano)
+	c.fieldBytes(c.scratch)
+	c.scratch = strconv.AppendInt(c.scratch[:0], e.Events, 10)
+	c.fieldBytes(c.scratch)
+	c.end()
 }
 
 // Sum returns the lowercase hex checksum.
@@ -139,11 +152,28 @@ func (c *Checksum) Sum() string {
 func (c *Checksum) line(kind string, fields ...string) {
 	c.buf = append(c.buf, kind...)
 	for _, f := range fields {
-		c.buf = append(c.buf, '\t')
-		c.buf = strconv.AppendInt(c.buf, int64(len(f)), 10)
-		c.buf = append(c.buf, ':')
-		c.buf = append(c.buf, f...)
+		c.field(f)
 	}
+	c.end()
+}
+
+// field appends one string field: a tab, its length, ":", its bytes.
+func (c *Checksum) field(f string) {
+	c.buf = append(c.buf, '\t')
+	c.buf = strconv.AppendInt(c.buf, int64(len(f)), 10)
+	c.buf = append(c.buf, ':')
+	c.buf = append(c.buf, f...)
+}
+
+func (c *Checksum) fieldBytes(f []byte) {
+	c.buf = append(c.buf, '\t')
+	c.buf = strconv.AppendInt(c.buf, int64(len(f)), 10)
+	c.buf = append(c.buf, ':')
+	c.buf = append(c.buf, f...)
+}
+
+// end ends a line, and hands the buffer to the hash once it is large.
+func (c *Checksum) end() {
 	c.buf = append(c.buf, '\n')
 	if len(c.buf) > 32<<10 {
 		c.flush()
