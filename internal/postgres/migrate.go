@@ -48,6 +48,14 @@ func (m *Migrator) Down(ctx context.Context) error {
 	return nil
 }
 
+// DownTo rolls back every migration above version.
+func (m *Migrator) DownTo(ctx context.Context, version int64) error {
+	if _, err := m.provider.DownTo(ctx, version); err != nil {
+		return fmt.Errorf("migrate down to %d: %w", version, err)
+	}
+	return nil
+}
+
 // Status lists every migration with whether it is applied.
 func (m *Migrator) Status(ctx context.Context) ([]*goose.MigrationStatus, error) {
 	st, err := m.provider.Status(ctx)

@@ -18,10 +18,8 @@ func TestEventsMigrationRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	for range 3 { // the slots, rollup_pending, then the events keyed by id
-		if err := m.Down(t.Context()); err != nil {
-			t.Fatal(err)
-		}
+	if err := m.DownTo(t.Context(), 10); err != nil { // below the events keyed by id (11)
+		t.Fatal(err)
 	}
 	checks := []struct {
 		sql  string
@@ -64,10 +62,8 @@ func TestRollupPendingMigrationDownFolds(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	for range 2 { // the slots, then rollup_pending
-		if err := m.Down(t.Context()); err != nil {
-			t.Fatal(err)
-		}
+	if err := m.DownTo(t.Context(), 11); err != nil { // below rollup_pending (12)
+		t.Fatal(err)
 	}
 	checks := []struct {
 		sql  string
@@ -118,7 +114,7 @@ func TestRollupSlotsMigrationRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	if err := m.Down(t.Context()); err != nil {
+	if err := m.DownTo(t.Context(), 12); err != nil { // below the slots (13)
 		t.Fatal(err)
 	}
 	if n := count(t, pool, `SELECT count(*) FROM rollup_pending`); n != 3 {
@@ -136,5 +132,36 @@ func TestRollupSlotsMigrationRoundTrip(t *testing.T) {
 	}
 	if n := count(t, pool, `SELECT events FROM month_users WHERE identity = 'alice'`); n != 2 {
 		t.Fatalf("alice has %d events in the rollup, want 2", n)
+	}
+}
+
+// TestReportIndexesMigrationRoundTrip: the figures' indexes (14) are built
+// outside a transaction, concurrently, and go and come back with it.
+func TestReportIndexesMigrationRoundTrip(t *testing.T) {
+	s, pool, ac := newStore(t)
+	record(t, s, ac, events(ev("e1", "alice", "2026-10-05T12:00:00Z")))
+	const indexes = `SELECT count(*) FROM pg_indexes WHERE indexname IN ('month_users_identity', 'users_first_month')`
+	if n := count(t, pool, indexes); n != 2 {
+		t.Fatalf("%d of the 2 indexes after up", n)
+	}
+	m, err := postgres.NewMigrator(pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if err := m.DownTo(t.Context(), 13); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, pool, indexes); n != 0 {
+		t.Fatalf("%d indexes left after down", n)
+	}
+	if err := m.Up(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, pool, indexes+` AND (SELECT indisvalid FROM pg_index WHERE indexrelid = indexname::regclass)`); n != 2 {
+		t.Fatalf("%d of the 2 indexes valid after up again", n)
+	}
+	if got := activeUsers(t, s, ac, "2026-10"); got != 1 {
+		t.Fatalf("after the round trip: %d active users, want 1", got)
 	}
 }
