@@ -48,7 +48,6 @@ func figures(ctx context.Context, q querier, accountSID string, m usage.Month) (
 	if err != nil {
 		return f, fmt.Errorf("figures of %s %s: %w", accountSID, m, err)
 	}
-	bySID := map[string]*usage.ServiceFigures{}
 	var svc, act string
 	var n, restOnly int64
 	var through *time.Time
@@ -70,6 +69,7 @@ func figures(ctx context.Context, q querier, accountSID string, m usage.Month) (
 	if err != nil {
 		return f, fmt.Errorf("figures of %s %s: %w", accountSID, m, err)
 	}
+	bySID := make(map[string]*usage.ServiceFigures, len(f.Services))
 	for i := range f.Services {
 		bySID[f.Services[i].ServiceSID] = &f.Services[i]
 	}
