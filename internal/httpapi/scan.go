@@ -1,97 +1,24 @@
 package httpapi
 
 import (
-	"strings"
 	"unicode/utf8"
+
+	"github.com/tallyhq/tally/internal/jsonscan"
 )
 
-// The scanner reads the common shape of an event body without reflection:
+// The scanner reads the common shape of an event body (see jsonscan):
 // objects of the event fields, spelled exactly, whose values are strings
 // without escapes, or null. It gives up (ok false) on anything else (an
 // escape, a duplicate or unknown member, a number, a nesting, a syntax
-// error) and the caller decodes with encoding/json, which handles every
-// valid body and names every problem. What it accepts, encoding/json
-// decodes to the same events (FuzzScanBatch checks it); it is several times
-// faster (BenchmarkDecodeBatch), and decoding was the largest share of the
-// server's CPU during ingestion.
-//
-// It reads a string, so that the fields of every event are substrings of
-// one allocation instead of one allocation each.
-type scanner struct {
-	s string
-	i int
-}
+// error) and the caller decodes with encoding/json. What it accepts,
+// encoding/json decodes to the same events (FuzzScanBatch checks it); it is
+// several times faster (BenchmarkDecodeBatch), and decoding was the largest
+// share of the server's CPU during ingestion.
 
-func (p *scanner) ws() {
-	for p.i < len(p.s) {
-		switch p.s[p.i] {
-		case ' ', '\t', '\n', '\r':
-			p.i++
-		default:
-			return
-		}
-	}
-}
-
-// byte consumes c after optional whitespace.
-func (p *scanner) byte(c byte) bool {
-	p.ws()
-	if p.i < len(p.s) && p.s[p.i] == c {
-		p.i++
-		return true
-	}
-	return false
-}
-
-// str reads a string without escapes or control characters, after
-// optional whitespace.
-func (p *scanner) str() (string, bool) {
-	if !p.byte('"') {
-		return "", false
-	}
-	start := p.i
-	for p.i < len(p.s) {
-		c := p.s[p.i]
-		switch {
-		case c == '"':
-			p.i++
-			return p.s[start : p.i-1], true
-		case c == '\\' || c < 0x20:
-			return "", false
-		}
-		p.i++
-	}
-	return "", false
-}
-
-// value reads a member's value: a plain string, or null (absent).
-func (p *scanner) value() (string, bool) {
-	p.ws()
-	if strings.HasPrefix(p.s[p.i:], "null") {
-		p.i += len("null")
-		return "", true
-	}
-	return p.str()
-}
-
-// event reads one event object.
-func (p *scanner) event(w *wireEvent) bool {
-	if !p.byte('{') {
-		return false
-	}
-	if p.byte('}') {
-		return true
-	}
+// readEvent reads one event object.
+func readEvent(p *jsonscan.Scanner, w *wireEvent) bool {
 	var seen uint16
-	for {
-		key, ok := p.str()
-		if !ok || !p.byte(':') {
-			return false
-		}
-		v, ok := p.value()
-		if !ok {
-			return false
-		}
+	return p.Object(func(key string) bool {
 		var field *string
 		var bit uint16
 		switch key {
@@ -120,14 +47,13 @@ func (p *scanner) event(w *wireEvent) bool {
 			return false
 		}
 		seen |= bit
-		*field = v
-		if p.byte('}') {
+		if p.Null() {
 			return true
 		}
-		if !p.byte(',') {
-			return false
-		}
-	}
+		v, ok := p.Str()
+		*field = v
+		return ok
+	})
 }
 
 // scanBatch reads {"events": [...]} holding 1 to MaxBatch events.
@@ -135,11 +61,11 @@ func scanBatch(body string) ([]wireEvent, bool) {
 	if !utf8.ValidString(body) {
 		return nil, false
 	}
-	p := &scanner{s: body}
-	if !p.byte('{') {
+	p := jsonscan.New(body)
+	if !p.Byte('{') {
 		return nil, false
 	}
-	if key, ok := p.str(); !ok || key != "events" || !p.byte(':') || !p.byte('[') {
+	if key, ok := p.Str(); !ok || key != "events" || !p.Byte(':') || !p.Byte('[') {
 		return nil, false
 	}
 	events := make([]wireEvent, 0, min(len(body)/128+1, MaxBatch))
@@ -148,21 +74,20 @@ func scanBatch(body string) ([]wireEvent, bool) {
 			return nil, false
 		}
 		events = append(events, wireEvent{})
-		if !p.event(&events[len(events)-1]) {
+		if !readEvent(p, &events[len(events)-1]) {
 			return nil, false
 		}
-		if p.byte(']') {
+		if p.Byte(']') {
 			break
 		}
-		if !p.byte(',') {
+		if !p.Byte(',') {
 			return nil, false
 		}
 	}
-	if !p.byte('}') {
+	if !p.Byte('}') {
 		return nil, false
 	}
-	p.ws()
-	return events, p.i == len(p.s)
+	return events, p.End()
 }
 
 // scanEvent reads a line holding one event object.
@@ -171,10 +96,9 @@ func scanEvent(line string) (wireEvent, bool) {
 	if !utf8.ValidString(line) {
 		return w, false
 	}
-	p := &scanner{s: line}
-	if !p.event(&w) {
+	p := jsonscan.New(line)
+	if !readEvent(p, &w) {
 		return w, false
 	}
-	p.ws()
-	return w, p.i == len(p.s)
+	return w, p.End()
 }
