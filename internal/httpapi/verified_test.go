@@ -44,7 +44,9 @@ func TestAppendVerified(t *testing.T) {
 			c.Grants.Sync = &token.SyncGrant{ServiceSID: "IS2", EndpointID: "e2"}
 			c.NotBefore = exp.Add(-time.Hour)
 		}), true},
-		{"sync only", with(func(c *token.Claims) { c.Grants = token.Grants{Identity: "bob", Sync: &token.SyncGrant{ServiceSID: "IS2"}} }), true},
+		{"sync only", with(func(c *token.Claims) {
+			c.Grants = token.Grants{Identity: "bob", Sync: &token.SyncGrant{ServiceSID: "IS2"}}
+		}), true},
 		{"fractions", with(func(c *token.Claims) {
 			c.ExpiresAt = exp.Add(500 * time.Millisecond)
 			c.NotBefore = exp.Add(-time.Hour + time.Nanosecond)
