@@ -19,26 +19,7 @@ import (
 // active users).
 func TestFiguresMatchEvents(t *testing.T) {
 	s, pool, ac := newStore(t)
-	rng := rand.New(rand.NewPCG(3, 4))
-	start := time.Date(2026, 8, 1, 0, 0, 0, 0, time.UTC)
-	var all []usage.Event
-	for i := range 4000 {
-		a := usage.Activities[rng.IntN(8)]
-		src := usage.SDK
-		if a == usage.Create || a == usage.Update || (a.Allows(usage.REST) && rng.IntN(2) == 0) {
-			src = usage.REST
-		}
-		all = append(all, usage.Event{
-			ID: fmt.Sprintf("e%d", i), Activity: a, Source: src,
-			ServiceSID: fmt.Sprintf("IS%d", rng.IntN(3)), Identity: fmt.Sprintf("user-%d", rng.IntN(400)),
-			OccurredAt: start.Add(time.Duration(rng.Int64N(int64(90 * 24 * time.Hour)))),
-		})
-	}
-	for len(all) > 0 {
-		n := min(len(all), 1+rng.IntN(500))
-		record(t, s, ac, &postgres.Batch{Events: all[:n]})
-		all = all[n:]
-	}
+	recordRandomMonths(t, s, ac)
 	const byDefinition = `
 WITH e AS (SELECT *, date_trunc('month', occurred_at AT TIME ZONE 'UTC')::date AS month FROM events WHERE account_sid = $1),
 firsts AS (SELECT service_sid, identity, min(month) AS first_month FROM e GROUP BY 1, 2),
@@ -105,6 +86,32 @@ GROUP BY service_sid ORDER BY service_sid`
 		if r.EventsThrough == nil || !r.EventsThrough.Equal(through) {
 			t.Errorf("%s: events_through %v, want %v", month, r.EventsThrough, through)
 		}
+	}
+}
+
+// recordRandomMonths records 4000 random events of August to October 2026
+// for 400 identities on 3 services, in bodies of random sizes.
+func recordRandomMonths(t *testing.T, s *postgres.Store, ac string) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(3, 4))
+	start := time.Date(2026, 8, 1, 0, 0, 0, 0, time.UTC)
+	var all []usage.Event
+	for i := range 4000 {
+		a := usage.Activities[rng.IntN(8)]
+		src := usage.SDK
+		if a == usage.Create || a == usage.Update || (a.Allows(usage.REST) && rng.IntN(2) == 0) {
+			src = usage.REST
+		}
+		all = append(all, usage.Event{
+			ID: fmt.Sprintf("e%d", i), Activity: a, Source: src,
+			ServiceSID: fmt.Sprintf("IS%d", rng.IntN(3)), Identity: fmt.Sprintf("user-%d", rng.IntN(400)),
+			OccurredAt: start.Add(time.Duration(rng.Int64N(int64(90 * 24 * time.Hour)))),
+		})
+	}
+	for len(all) > 0 {
+		n := min(len(all), 1+rng.IntN(500))
+		record(t, s, ac, &postgres.Batch{Events: all[:n]})
+		all = all[n:]
 	}
 }
 
