@@ -79,7 +79,13 @@ var stagingColumns = []string{"id", "occurred_at", "month", "activity", "activit
 // Where mergeEvents reads a body: a Batch from one array per staging
 // column ($4…$16), a stream from the staging table it was copied into.
 const (
-	batchInput = `SELECT * FROM unnest($4::text[], $5::timestamptz[], $6::date[], $7::text[], $8::smallint[],
+	// The optional columns arrive as plain strings, "" for absent (an
+	// absent field is stored as NULL either way): pgx encodes a []string
+	// element by element without reflection, a []*string through it.
+	batchInput = `SELECT id, occurred_at, month, activity, activity_bit, source, source_bit, service_sid, identity,
+        nullif(actor, '') AS actor, nullif(channel_sid, '') AS channel_sid, nullif(endpoint_id, '') AS endpoint_id,
+        identity_flags
+        FROM unnest($4::text[], $5::timestamptz[], $6::date[], $7::text[], $8::smallint[],
         $9::text[], $10::smallint[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::smallint[])
         AS i (id, occurred_at, month, activity, activity_bit, source, source_bit, service_sid, identity, actor,
               channel_sid, endpoint_id, identity_flags)`
@@ -307,8 +313,8 @@ func (r *stagingRows) columns(n int) []any {
 		occurred, months         = make([]time.Time, 0, n), make([]time.Time, 0, n)
 		activityBits, sourceBits = make([]int16, 0, n), make([]int16, 0, n)
 		flags                    = make([]int16, 0, n)
-		actors, channels         = make([]*string, 0, n), make([]*string, 0, n)
-		endpoints                = make([]*string, 0, n)
+		actors, channels         = make([]string, 0, n), make([]string, 0, n)
+		endpoints                = make([]string, 0, n)
 	)
 	for r.Next() {
 		e := &r.ev
@@ -321,21 +327,13 @@ func (r *stagingRows) columns(n int) []any {
 		sourceBits = append(sourceBits, e.Source.Bit())
 		services = append(services, e.ServiceSID)
 		identities = append(identities, e.Identity)
-		actors = append(actors, optional(e.Actor))
-		channels = append(channels, optional(e.ChannelSID))
-		endpoints = append(endpoints, optional(e.EndpointID))
+		actors = append(actors, e.Actor)
+		channels = append(channels, e.ChannelSID)
+		endpoints = append(endpoints, e.EndpointID)
 		flags = append(flags, usage.IdentityFlags(e.Identity))
 	}
 	return []any{ids, occurred, months, activities, activityBits, sources, sourceBits, services, identities,
 		actors, channels, endpoints, flags}
-}
-
-// optional is s for a nullable column of an array: nil when empty.
-func optional(s string) *string {
-	if s == "" {
-		return nil
-	}
-	return &s
 }
 
 func (r *stagingRows) Err() error { return r.srcErr }

@@ -728,3 +728,36 @@ func waitFor(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestOptionalFieldsStored: a batch (column arrays) and a stream (COPY into
+// staging) store the optional fields alike: as given, and NULL when absent.
+func TestOptionalFieldsStored(t *testing.T) {
+	s, pool, ac := newStore(t)
+	full := func(id string) usage.Event {
+		e := ev(id, "alice", "2026-11-05T12:00:00Z")
+		e.Actor, e.ChannelSID, e.EndpointID = "bob", "CH1", "alice-phone"
+		return e
+	}
+	record(t, s, ac, &postgres.Batch{Events: []usage.Event{full("b1"), ev("b2", "alice", "2026-11-05T12:00:01Z")}})
+	record(t, s, ac, events(full("s1"), ev("s2", "alice", "2026-11-05T12:00:02Z")))
+	rows, err := pool.Query(t.Context(), `SELECT event_id, coalesce(actor, '<null>'), coalesce(channel_sid, '<null>'),
+		coalesce(endpoint_id, '<null>') FROM events WHERE account_sid = $1 ORDER BY event_id`, ac)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for rows.Next() {
+		var id, actor, channel, endpoint string
+		if err := rows.Scan(&id, &actor, &channel, &endpoint); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, id+" "+actor+" "+channel+" "+endpoint)
+	}
+	want := []string{"b1 bob CH1 alice-phone", "b2 <null> <null> <null>", "s1 bob CH1 alice-phone", "s2 <null> <null> <null>"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("stored:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if n := count(t, pool, `SELECT count(*) FROM rollup_pending WHERE account_sid = $1 AND endpoint_id IS NULL`, ac); n != 2 {
+		t.Errorf("%d pending events without an endpoint, want 2", n)
+	}
+}
