@@ -121,6 +121,28 @@ func (p *Scanner) Object(member func(key string) bool) bool {
 	}
 }
 
+// Fields reads an object whose members are among keys (at most 64), each
+// at most once, calling member with the index of each key with the Scanner
+// at its value. Another key, or one repeated, is a false: encoding/json
+// matches keys case-insensitively and lets the last of a repeated key win,
+// which the caller leaves to it.
+func (p *Scanner) Fields(keys []string, member func(i int) bool) bool {
+	var seen uint64
+	return p.Object(func(key string) bool {
+		for i, k := range keys {
+			if k != key {
+				continue
+			}
+			if seen&(1<<i) != 0 {
+				return false
+			}
+			seen |= 1 << i
+			return member(i)
+		}
+		return false
+	})
+}
+
 // End reports whether only whitespace is left.
 func (p *Scanner) End() bool {
 	p.ws()

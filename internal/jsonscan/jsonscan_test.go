@@ -72,3 +72,31 @@ func TestObject(t *testing.T) {
 		t.Error("End ignored what follows the object")
 	}
 }
+
+// TestFields reads the named members each once, and gives up on any other
+// key or a repeated one.
+func TestFields(t *testing.T) {
+	keys := []string{"a", "b", "c"}
+	for _, tt := range []struct {
+		in   string
+		want string
+		ok   bool
+	}{
+		{`{"c":"3","a":"1"}`, "c=3 a=1 ", true},
+		{`{}`, "", true},
+		{`{"a":"1","a":"2"}`, "a=1 ", false},
+		{`{"A":"1"}`, "", false},
+		{`{"d":"1"}`, "", false},
+	} {
+		p := New(tt.in)
+		got := ""
+		ok := p.Fields(keys, func(i int) bool {
+			v, ok := p.Str()
+			got += keys[i] + "=" + v + " "
+			return ok
+		})
+		if ok != tt.ok || got != tt.want {
+			t.Errorf("Fields(%q) read %q, %v; want %q, %v", tt.in, got, ok, tt.want, tt.ok)
+		}
+	}
+}

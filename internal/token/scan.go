@@ -21,39 +21,26 @@ func scanClaims(b string) (claims, bool) {
 		return c, false
 	}
 	p := jsonscan.New(b)
-	var seen uint8
-	ok := p.Object(func(key string) bool {
-		var bit uint8
+	ok := p.Fields(claimKeys, func(i int) bool {
 		var ok bool
-		switch key {
+		switch claimKeys[i] {
 		case "jti":
-			bit = 1 << 0
 			c.JTI, ok = p.Str()
 		case "iss":
-			bit = 1 << 1
 			c.Issuer, ok = p.Str()
 		case "sub":
-			bit = 1 << 2
 			c.Sub, ok = p.Str()
 		case "nbf":
-			bit = 1 << 3
 			c.NBF, ok = scanDate(p)
 		case "iat":
-			bit = 1 << 4
 			c.IAT, ok = scanDate(p)
 		case "exp":
-			bit = 1 << 5
 			c.Exp, ok = scanDate(p)
 		case "grants":
-			bit = 1 << 6
 			c.Grants = new(Grants)
 			ok = scanGrants(p, c.Grants)
 		}
-		if !ok || seen&bit != 0 {
-			return false
-		}
-		seen |= bit
-		return true
+		return ok
 	})
 	return c, ok && p.End()
 }
@@ -68,58 +55,37 @@ func scanDate(p *jsonscan.Scanner) (*numericDate, bool) {
 	return &numericDate{time.Unix(sec, 0).UTC()}, true
 }
 
+var (
+	claimKeys = []string{"jti", "iss", "sub", "nbf", "iat", "exp", "grants"}
+	grantKeys = []string{"identity", "chat", "data_sync"}
+	chatKeys  = []string{"service_sid", "endpoint_id", "deployment_role_sid", "push_credential_sid"}
+	syncKeys  = []string{"service_sid", "endpoint_id"}
+)
+
 func scanGrants(p *jsonscan.Scanner, g *Grants) bool {
-	var seen uint8
-	return p.Object(func(key string) bool {
-		var bit uint8
-		var ok bool
-		switch key {
+	return p.Fields(grantKeys, func(i int) bool {
+		switch grantKeys[i] {
 		case "identity":
-			bit = 1 << 0
+			var ok bool
 			g.Identity, ok = p.Str()
+			return ok
 		case "chat":
-			bit = 1 << 1
 			ch := new(ChatGrant)
 			g.Chat = ch
-			ok = scanStrings(p, []field{{"service_sid", &ch.ServiceSID}, {"endpoint_id", &ch.EndpointID},
-				{"deployment_role_sid", &ch.DeploymentRoleSID}, {"push_credential_sid", &ch.PushCredentialSID}})
-		case "data_sync":
-			bit = 1 << 2
+			return scanStrings(p, chatKeys, &ch.ServiceSID, &ch.EndpointID, &ch.DeploymentRoleSID, &ch.PushCredentialSID)
+		default: // data_sync
 			sy := new(SyncGrant)
 			g.Sync = sy
-			ok = scanStrings(p, []field{{"service_sid", &sy.ServiceSID}, {"endpoint_id", &sy.EndpointID}})
+			return scanStrings(p, syncKeys, &sy.ServiceSID, &sy.EndpointID)
 		}
-		if !ok || seen&bit != 0 {
-			return false
-		}
-		seen |= bit
-		return true
 	})
 }
 
-// field is a member of a grant and where its string goes.
-type field struct {
-	key string
-	to  *string
-}
-
-// scanStrings reads an object of plain strings, each of fields at most
-// once and nothing else.
-func scanStrings(p *jsonscan.Scanner, fields []field) bool {
-	var seen uint8
-	return p.Object(func(key string) bool {
-		for i, f := range fields {
-			if f.key != key {
-				continue
-			}
-			if seen&(1<<i) != 0 {
-				return false
-			}
-			seen |= 1 << i
-			v, ok := p.Str()
-			*f.to = v
-			return ok
-		}
-		return false
+// scanStrings reads an object of plain strings, keys[i] into to[i].
+func scanStrings(p *jsonscan.Scanner, keys []string, to ...*string) bool {
+	return p.Fields(keys, func(i int) bool {
+		var ok bool
+		*to[i], ok = p.Str()
+		return ok
 	})
 }
