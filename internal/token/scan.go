@@ -42,7 +42,10 @@ func scanClaims(b string) (claims, bool) {
 		}
 		return ok
 	})
-	return c, ok && p.End()
+	if !ok || !p.End() {
+		return claims{}, false // nothing half-read for encoding/json to merge into
+	}
+	return c, true
 }
 
 // scanDate reads whole seconds in range; a date out of range is left to

@@ -127,7 +127,6 @@ func Verify(ctx context.Context, tok, accountSID string, now time.Time, lookup f
 	}
 	c, ok := scanClaims(string(b))
 	if !ok {
-		c = claims{}
 		if err := json.Unmarshal(b, &c); err != nil {
 			return Claims{}, invalid(Malformed, "the claims are not a JSON object of valid claims: %v", err)
 		}
