@@ -80,8 +80,9 @@ var stagingColumns = []string{"id", "occurred_at", "month", "activity", "activit
 // column ($4…$16), a stream from the staging table it was copied into.
 const (
 	// The optional columns arrive as plain strings, "" for absent (an
-	// absent field is stored as NULL either way): pgx encodes a []string
-	// element by element without reflection, a []*string through it.
+	// absent field is stored as NULL either way): a textColumn is encoded
+	// without reflection or allocation (columns.go), a []*string through
+	// reflection, element by element.
 	batchInput = `SELECT id, occurred_at, month, activity, activity_bit, source, source_bit, service_sid, identity,
         nullif(actor, '') AS actor, nullif(channel_sid, '') AS channel_sid, nullif(endpoint_id, '') AS endpoint_id,
         identity_flags
@@ -308,13 +309,13 @@ func (r *stagingRows) Values() ([]any, error) {
 // staging column, for mergeBatch.
 func (r *stagingRows) columns(n int) []any {
 	var (
-		ids, activities, sources = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
-		services, identities     = make([]string, 0, n), make([]string, 0, n)
-		occurred, months         = make([]time.Time, 0, n), make([]time.Time, 0, n)
+		ids, activities, sources = make(textColumn, 0, n), make(textColumn, 0, n), make(textColumn, 0, n)
+		services, identities     = make(textColumn, 0, n), make(textColumn, 0, n)
+		occurred, months         = make(timestamptzColumn, 0, n), make(dateColumn, 0, n)
 		activityBits, sourceBits = make([]int16, 0, n), make([]int16, 0, n)
 		flags                    = make([]int16, 0, n)
-		actors, channels         = make([]string, 0, n), make([]string, 0, n)
-		endpoints                = make([]string, 0, n)
+		actors, channels         = make(textColumn, 0, n), make(textColumn, 0, n)
+		endpoints                = make(textColumn, 0, n)
 	)
 	for r.Next() {
 		e := &r.ev
