@@ -22,11 +22,11 @@ func BenchmarkEncodeColumn(b *testing.B) {
 		v    any
 	}{
 		{"text/slice", pgtype.TextArrayOID, strs},
-		{"text/column", pgtype.TextArrayOID, textColumn(strs)},
+		{"text/column", pgtype.TextArrayOID, columnOf(strs, func(s string) textElem { return textElem(s) })},
 		{"timestamptz/slice", pgtype.TimestamptzArrayOID, times},
-		{"timestamptz/column", pgtype.TimestamptzArrayOID, timestamptzColumn(times)},
+		{"timestamptz/column", pgtype.TimestamptzArrayOID, columnOf(times, func(t time.Time) timestamptzElem { return timestamptzElem(t) })},
 		{"date/slice", pgtype.DateArrayOID, times},
-		{"date/column", pgtype.DateArrayOID, dateColumn(times)},
+		{"date/column", pgtype.DateArrayOID, columnOf(times, func(t time.Time) dateElem { return dateElem(t) })},
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {

@@ -22,15 +22,15 @@ func TestColumnsEncodeAsSlices(t *testing.T) {
 		oid        uint32
 		plain, col any
 	}{
-		{"text", pgtype.TextArrayOID, strs, textColumn(strs)},
-		{"text empty", pgtype.TextArrayOID, []string{}, textColumn{}},
-		{"text nil", pgtype.TextArrayOID, []string(nil), textColumn(nil)},
-		{"timestamptz", pgtype.TimestamptzArrayOID, times, timestamptzColumn(times)},
-		{"timestamptz empty", pgtype.TimestamptzArrayOID, []time.Time{}, timestamptzColumn{}},
-		{"timestamptz nil", pgtype.TimestamptzArrayOID, []time.Time(nil), timestamptzColumn(nil)},
-		{"date", pgtype.DateArrayOID, times, dateColumn(times)},
-		{"date empty", pgtype.DateArrayOID, []time.Time{}, dateColumn{}},
-		{"date nil", pgtype.DateArrayOID, []time.Time(nil), dateColumn(nil)},
+		{"text", pgtype.TextArrayOID, strs, columnOf(strs, func(s string) textElem { return textElem(s) })},
+		{"text empty", pgtype.TextArrayOID, []string{}, column[textElem]{}},
+		{"text nil", pgtype.TextArrayOID, []string(nil), column[textElem](nil)},
+		{"timestamptz", pgtype.TimestamptzArrayOID, times, columnOf(times, func(t time.Time) timestamptzElem { return timestamptzElem(t) })},
+		{"timestamptz empty", pgtype.TimestamptzArrayOID, []time.Time{}, column[timestamptzElem]{}},
+		{"timestamptz nil", pgtype.TimestamptzArrayOID, []time.Time(nil), column[timestamptzElem](nil)},
+		{"date", pgtype.DateArrayOID, times, columnOf(times, func(t time.Time) dateElem { return dateElem(t) })},
+		{"date empty", pgtype.DateArrayOID, []time.Time{}, column[dateElem]{}},
+		{"date nil", pgtype.DateArrayOID, []time.Time(nil), column[dateElem](nil)},
 	}
 	m := pgtype.NewMap()
 	for _, c := range cases {
@@ -48,4 +48,16 @@ func TestColumnsEncodeAsSlices(t *testing.T) {
 			}
 		}
 	}
+}
+
+// columnOf converts a plain slice to a column, nil to nil.
+func columnOf[T, E any](xs []T, conv func(T) E) column[E] {
+	if xs == nil {
+		return nil
+	}
+	c := make(column[E], len(xs))
+	for i, x := range xs {
+		c[i] = conv(x)
+	}
+	return c
 }

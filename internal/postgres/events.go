@@ -80,7 +80,7 @@ var stagingColumns = []string{"id", "occurred_at", "month", "activity", "activit
 // column ($4…$16), a stream from the staging table it was copied into.
 const (
 	// The optional columns arrive as plain strings, "" for absent (an
-	// absent field is stored as NULL either way): a textColumn is encoded
+	// absent field is stored as NULL either way): a column[textElem] is encoded
 	// without reflection or allocation (columns.go), a []*string through
 	// reflection, element by element.
 	batchInput = `SELECT id, occurred_at, month, activity, activity_bit, source, source_bit, service_sid, identity,
@@ -309,28 +309,28 @@ func (r *stagingRows) Values() ([]any, error) {
 // staging column, for mergeBatch.
 func (r *stagingRows) columns(n int) []any {
 	var (
-		ids, activities, sources = make(textColumn, 0, n), make(textColumn, 0, n), make(textColumn, 0, n)
-		services, identities     = make(textColumn, 0, n), make(textColumn, 0, n)
-		occurred, months         = make(timestamptzColumn, 0, n), make(dateColumn, 0, n)
+		ids, activities, sources = make(column[textElem], 0, n), make(column[textElem], 0, n), make(column[textElem], 0, n)
+		services, identities     = make(column[textElem], 0, n), make(column[textElem], 0, n)
+		occurred, months         = make(column[timestamptzElem], 0, n), make(column[dateElem], 0, n)
 		activityBits, sourceBits = make([]int16, 0, n), make([]int16, 0, n)
 		flags                    = make([]int16, 0, n)
-		actors, channels         = make(textColumn, 0, n), make(textColumn, 0, n)
-		endpoints                = make(textColumn, 0, n)
+		actors, channels         = make(column[textElem], 0, n), make(column[textElem], 0, n)
+		endpoints                = make(column[textElem], 0, n)
 	)
 	for r.Next() {
 		e := &r.ev
-		ids = append(ids, e.ID)
-		occurred = append(occurred, e.OccurredAt.UTC())
-		months = append(months, r.month.Start())
-		activities = append(activities, string(e.Activity))
+		ids = append(ids, textElem(e.ID))
+		occurred = append(occurred, timestamptzElem(e.OccurredAt.UTC()))
+		months = append(months, dateElem(r.month.Start()))
+		activities = append(activities, textElem(e.Activity))
 		activityBits = append(activityBits, e.Activity.Bit())
-		sources = append(sources, string(e.Source))
+		sources = append(sources, textElem(e.Source))
 		sourceBits = append(sourceBits, e.Source.Bit())
-		services = append(services, e.ServiceSID)
-		identities = append(identities, e.Identity)
-		actors = append(actors, e.Actor)
-		channels = append(channels, e.ChannelSID)
-		endpoints = append(endpoints, e.EndpointID)
+		services = append(services, textElem(e.ServiceSID))
+		identities = append(identities, textElem(e.Identity))
+		actors = append(actors, textElem(e.Actor))
+		channels = append(channels, textElem(e.ChannelSID))
+		endpoints = append(endpoints, textElem(e.EndpointID))
 		flags = append(flags, usage.IdentityFlags(e.Identity))
 	}
 	return []any{ids, occurred, months, activities, activityBits, sources, sourceBits, services, identities,
