@@ -84,6 +84,7 @@ type Cluster struct {
 	cmd    *exec.Cmd
 	exited chan struct{}
 	log    *slog.Logger
+	home   string // HOME of the server process; "" keeps ours
 }
 
 // Start creates the cluster in dir the first time (initdb), then starts the
@@ -110,10 +111,11 @@ func Start(ctx context.Context, dir string, opts Options) (*Cluster, error) {
 	if n := len(filepath.Join(c.socket, ".s.PGSQL.5432")); n > 107 {
 		return nil, fmt.Errorf("cluster dir %s is too deep for a unix socket path (%d bytes, at most 107): use a shorter --data-dir", dir, n)
 	}
-	cred, err := serverCredential()
+	cred, home, err := serverCredential()
 	if err != nil {
 		return nil, err
 	}
+	c.home = home
 	if err := prepareDir(dir, cred, log); err != nil {
 		return nil, err
 	}
@@ -151,18 +153,35 @@ func Start(ctx context.Context, dir string, opts Options) (*Cluster, error) {
 }
 
 // serverCredential is who the server runs as: postgres refuses to run as
-// root, so a root process runs it as the postgres system user.
-func serverCredential() (*syscall.Credential, error) {
+// root, so a root process runs it as the postgres system user, with that
+// user's home: libpq inside the server (Citus's connections to its
+// workers) reads client certificates and .pgpass from $HOME, and root's
+// are unreadable to it.
+func serverCredential() (*syscall.Credential, string, error) {
 	if os.Geteuid() != 0 {
-		return nil, nil
+		return nil, "", nil
 	}
 	u, err := user.Lookup("postgres")
 	if err != nil {
-		return nil, fmt.Errorf("running as root, and there is no postgres system user to run the cluster as: %w", err)
+		return nil, "", fmt.Errorf("running as root, and there is no postgres system user to run the cluster as: %w", err)
 	}
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, u.HomeDir, nil
+}
+
+// serverEnv is our environment with HOME replaced by home ("" keeps it).
+func serverEnv(home string) []string {
+	if home == "" {
+		return nil // inherit
+	}
+	env := []string{"HOME=" + home}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "HOME=") {
+			env = append(env, kv)
+		}
+	}
+	return env
 }
 
 // prepareDir makes dir, owned by the server's user with mode 0700, and lets
@@ -245,6 +264,7 @@ func (c *Cluster) start(ctx context.Context, bin string, cred *syscall.Credentia
 	c.cmd = exec.Command(filepath.Join(bin, "postgres"), args...)
 	c.cmd.Stdout, c.cmd.Stderr = logFile, logFile
 	c.cmd.Dir = "/" // the server user may not be able to read our cwd
+	c.cmd.Env = serverEnv(c.home)
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{
 		Credential: cred,
 		// Its own process group: Ctrl-C in a terminal reaches tally, which

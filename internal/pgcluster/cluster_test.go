@@ -140,3 +140,117 @@ func TestSocketPathTooLong(t *testing.T) {
 		t.Fatalf("err = %v, want a clear socket path error", err)
 	}
 }
+
+// TestCitus starts a coordinator and two workers, makes a Citus database,
+// distributes a table across both workers, clones the database node by
+// node, and restarts the cluster on the same directories.
+func TestCitus(t *testing.T) {
+	if err := FindCitus(""); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	ctx := t.Context()
+	dir := filepath.Join(t.TempDir(), "citus")
+	begin := time.Now()
+	c, err := StartCitus(ctx, dir, 2, Options{Fast: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop(context.Background())
+	if err := c.CreateDatabase(ctx, "app"); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("coordinator + 2 workers ready with a database in %v", time.Since(begin).Round(time.Millisecond))
+	conn, err := pgx.Connect(ctx, c.ConnString("app"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var workers int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_dist_node WHERE noderole = 'primary' AND groupid > 0 AND isactive`).Scan(&workers); err != nil || workers != 2 {
+		t.Fatalf("%d workers registered (%v), want 2", workers, err)
+	}
+	if _, err := conn.Exec(ctx, `CREATE TABLE t (account_sid text PRIMARY KEY, n int);
+		SELECT create_distributed_table('t', 'account_sid');
+		INSERT INTO t SELECT 'AC' || i, i FROM generate_series(1, 100) i`); err != nil {
+		t.Fatal(err)
+	}
+	var nodes int
+	if err := conn.QueryRow(ctx, `SELECT count(DISTINCT nodename) FROM citus_shards WHERE table_name = 't'::regclass`).Scan(&nodes); err != nil || nodes != 2 {
+		t.Fatalf("shards on %d nodes (%v), want 2", nodes, err)
+	}
+	conn.Close(ctx)
+
+	// A clone made on every node is a working Citus database of its own.
+	if err := c.FreezeTemplate(ctx, "app"); err != nil {
+		t.Fatal(err)
+	}
+	begin = time.Now()
+	if err := c.CloneDatabase(ctx, "copy", "app"); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("clone on 3 nodes in %v", time.Since(begin).Round(time.Millisecond))
+	cp, err := pgx.Connect(ctx, c.ConnString("copy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum int
+	if _, err := cp.Exec(ctx, `UPDATE t SET n = n + 1 WHERE account_sid = 'AC7'`); err != nil {
+		t.Fatal(err)
+	}
+	if err := cp.QueryRow(ctx, `SELECT sum(n) FROM t`).Scan(&sum); err != nil || sum != 5051 {
+		t.Fatalf("sum in the clone = %d (%v), want 5051", sum, err)
+	}
+	cp.Close(ctx)
+	if err := c.DropDatabase(ctx, "copy"); err != nil {
+		t.Fatal(err)
+	}
+
+	// Restart on the same directories: no initdb, data and metadata kept;
+	// CreateDatabase again is harmless.
+	if err := c.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	begin = time.Now()
+	c, err = StartCitus(ctx, dir, 2, Options{Fast: true})
+	if err != nil {
+		t.Fatalf("restart: %v", err)
+	}
+	defer c.Stop(context.Background())
+	t.Logf("restart in %v", time.Since(begin).Round(time.Millisecond))
+	if _, err := StartCitus(ctx, dir, 1, Options{Fast: true}); err == nil || !strings.Contains(err.Error(), "2 workers") {
+		t.Fatalf("start with fewer workers than hold shards: %v", err)
+	}
+	for _, n := range c.Nodes() {
+		if err := execOn(ctx, n, `ALTER DATABASE app WITH ALLOW_CONNECTIONS true`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.CreateDatabase(ctx, "app"); err != nil {
+		t.Fatalf("CreateDatabase on a restarted cluster: %v", err)
+	}
+	conn, err = pgx.Connect(ctx, c.ConnString("app"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if err := conn.QueryRow(ctx, `SELECT sum(n) FROM t`).Scan(&sum); err != nil || sum != 5050 {
+		t.Fatalf("sum after restart = %d (%v), want 5050", sum, err)
+	}
+}
+
+func TestFindCitusMissing(t *testing.T) {
+	bin := t.TempDir()
+	for _, name := range []string{"postgres", "initdb"} {
+		os.WriteFile(filepath.Join(bin, name), []byte("#!/bin/sh\n"), 0o755)
+	}
+	err := FindCitus(bin)
+	if !errors.Is(err, ErrNoCitus) || !strings.Contains(err.Error(), "citusdata/citus Docker image") {
+		t.Fatalf("FindCitus without citus: %v", err)
+	}
+	if _, err := StartCitus(t.Context(), t.TempDir(), 2, Options{BinDir: bin}); !errors.Is(err, ErrNoCitus) {
+		t.Fatalf("StartCitus without citus: %v", err)
+	}
+}
