@@ -160,7 +160,7 @@ func citusNodeOptions(opts Options, nodeDir string) Options {
 		"citus.enable_create_database_propagation": "off",
 		// One maintenance daemon per database per node, plus parallel
 		// query workers.
-		"max_worker_processes": "64",
+		"max_worker_processes":      "64",
 		"max_prepared_transactions": "200", // two-phase commits on the workers
 	}
 	for k, v := range opts.Settings {
