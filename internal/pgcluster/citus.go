@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // ErrNoCitus says, in one line, that the Citus extension is not installed
@@ -308,10 +309,39 @@ func (c *CitusCluster) CloneDatabase(ctx context.Context, name, template string)
 // DropDatabase drops db on every node, ending its sessions.
 func (c *CitusCluster) DropDatabase(ctx context.Context, db string) error {
 	// The coordinator first: its sessions hold connections to the workers.
-	if err := execOn(ctx, c.coordinator, "DROP DATABASE IF EXISTS "+pgx.Identifier{db}.Sanitize()+" WITH (FORCE)"); err != nil {
-		return fmt.Errorf("coordinator: %w", err)
+	if err := dropDatabase(ctx, c.coordinator, db); err != nil {
+		return fmt.Errorf("drop %s: coordinator: %w", db, err)
 	}
-	return c.eachWorker(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{db}.Sanitize()+" WITH (FORCE)")
+	errs := make([]error, len(c.workers))
+	var wg sync.WaitGroup
+	for i, n := range c.workers {
+		wg.Go(func() {
+			if err := dropDatabase(ctx, n, db); err != nil {
+				errs[i] = fmt.Errorf("drop %s: %s: %w", db, filepath.Base(n.Dir()), err)
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// dropDatabase drops db on node n. DROP DATABASE … WITH (FORCE) ends the
+// client sessions but waits for Citus's maintenance daemon, which
+// reconnects: connections are shut off first, then every session ended.
+func dropDatabase(ctx context.Context, n *Cluster, db string) error {
+	id := pgx.Identifier{db}.Sanitize()
+	err := execOn(ctx, n, `SET citus.enable_ddl_propagation = off; ALTER DATABASE `+id+` WITH ALLOW_CONNECTIONS false`)
+	if err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "3D000" { // invalid_catalog_name: gone already
+			return nil
+		}
+		return err
+	}
+	if err := endSessions(ctx, n, db); err != nil {
+		return err
+	}
+	return execOn(ctx, n, "DROP DATABASE IF EXISTS "+id+" WITH (FORCE)")
 }
 
 // FreezeTemplate readies db to be cloned: no new connections, and the
@@ -375,20 +405,6 @@ func (c *CitusCluster) eachNode(ctx context.Context, sql string) error {
 	errs := make([]error, len(nodes))
 	var wg sync.WaitGroup
 	for i, n := range nodes {
-		wg.Go(func() {
-			if err := execOn(ctx, n, sql); err != nil {
-				errs[i] = fmt.Errorf("%s: %w", filepath.Base(n.Dir()), err)
-			}
-		})
-	}
-	wg.Wait()
-	return errors.Join(errs...)
-}
-
-func (c *CitusCluster) eachWorker(ctx context.Context, sql string) error {
-	errs := make([]error, len(c.workers))
-	var wg sync.WaitGroup
-	for i, n := range c.workers {
 		wg.Go(func() {
 			if err := execOn(ctx, n, sql); err != nil {
 				errs[i] = fmt.Errorf("%s: %w", filepath.Base(n.Dir()), err)

@@ -1,15 +1,21 @@
-// Package pgtest gives each test its own PostgreSQL database, cloned from a
-// migrated template, on a throwaway private cluster or on the server named by
-// TALLY_TEST_DATABASE_URL.
+// Package pgtest gives each test its own database, cloned from a migrated
+// template, on a throwaway private cluster or on the server named by
+// TALLY_TEST_DATABASE_URL. A package's tests run once per engine named in
+// TALLY_TEST_ENGINES: plain PostgreSQL ("postgres") and a private Citus
+// cluster of a coordinator and two workers ("citus").
 package pgtest
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
+	"flag"
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -21,71 +27,196 @@ import (
 	"github.com/tallyhq/tally/internal/postgres"
 )
 
-// EnvURL names an existing server to test on instead of a private cluster.
+// EnvURL names an existing server to test on instead of a private cluster
+// (plain PostgreSQL only).
 const EnvURL = "TALLY_TEST_DATABASE_URL"
 
+// EnvEngines lists the engines to run the tests on, comma-separated, in
+// order: "postgres", "citus". Unset, DefaultEngines.
+const EnvEngines = "TALLY_TEST_ENGINES"
+
+// The engines.
+const (
+	Postgres = "postgres"
+	Citus    = "citus"
+)
+
+// DefaultEngines is the engine list when TALLY_TEST_ENGINES is unset.
+const DefaultEngines = Postgres
+
+// citusWorkers is the size of the test Citus cluster: two workers, so
+// that accounts' rows land on different nodes.
+const citusWorkers = 2
+
 var (
-	serverURL string             // maintenance database of the server
-	cluster   *pgcluster.Cluster // nil on an external server
+	engine    string             // of the current run
+	serverURL string             // maintenance database of the server (the coordinator on Citus)
+	cluster   *pgcluster.Cluster // nil on an external server or on Citus
+	citus     *pgcluster.CitusCluster
+	tmpDir    string // holding the private cluster, removed at teardown
 	template  string
 	prefix    string     // of every database this process creates
 	cloneMu   sync.Mutex // CREATE DATABASE … TEMPLATE needs the template idle
 )
 
-// Main runs a package's tests: call it from TestMain. It prepares the
-// server and the migrated template, runs the tests and cleans up.
+// Main runs a package's tests: call it from TestMain. For each engine of
+// TALLY_TEST_ENGINES it prepares the server and the migrated template,
+// runs the tests and cleans up; the exit status is the worst of the runs.
+// A Citus run is skipped with a message when Citus is not installed,
+// unless CI is set, where that fails.
 func Main(m *testing.M) {
-	code, err := setup()
-	if err == nil {
-		code = m.Run()
-	} else {
+	engines, err := Engines()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "pgtest:", err)
-		code = 1
+		os.Exit(2)
 	}
-	teardown()
+	flag.Parse()
+	// Fuzzing and listing are not repeated per engine: the first will do.
+	if flagSet("test.fuzz") || flagSet("test.fuzzworker") || flagSet("test.list") {
+		engines = engines[:1]
+	}
+	code := 0
+	for _, e := range engines {
+		if len(engines) > 1 {
+			fmt.Printf("pgtest: running the tests on %s\n", describe(e))
+		}
+		if c := runOn(e, m); c > code {
+			code = c
+		}
+	}
 	os.Exit(code)
 }
 
-func setup() (int, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+// Engines returns the engines TALLY_TEST_ENGINES asks for.
+func Engines() ([]string, error) {
+	v := os.Getenv(EnvEngines)
+	if strings.TrimSpace(v) == "" {
+		v = DefaultEngines
+	}
+	var engines []string
+	for _, e := range strings.Split(v, ",") {
+		switch e = strings.TrimSpace(e); e {
+		case Postgres, Citus:
+			engines = append(engines, e)
+		case "":
+		default:
+			return nil, fmt.Errorf("%s=%q: unknown engine %q (want postgres, citus or both, comma-separated)", EnvEngines, v, e)
+		}
+	}
+	if len(engines) == 0 {
+		return nil, fmt.Errorf("%s=%q names no engine", EnvEngines, v)
+	}
+	return engines, nil
+}
+
+func describe(e string) string {
+	if e == Citus {
+		return fmt.Sprintf("citus (a coordinator and %d workers)", citusWorkers)
+	}
+	return e
+}
+
+func flagSet(name string) bool {
+	f := flag.Lookup(name)
+	return f != nil && f.Value.String() != "" && f.Value.String() != "false"
+}
+
+func runOn(e string, m *testing.M) int {
+	engine = e
+	defer teardown()
+	if err := setup(); err != nil {
+		if errors.Is(err, pgcluster.ErrNoCitus) && os.Getenv("CI") == "" {
+			fmt.Fprintf(os.Stderr, "pgtest: skipping the tests on citus: %v (CI=true makes this a failure)\n", err)
+			return 0
+		}
+		fmt.Fprintf(os.Stderr, "pgtest: %s: %v\n", e, err)
+		return 1
+	}
+	return m.Run()
+}
+
+func setup() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	prefix = "tally_test_" + randomHex(4)
 	template = prefix + "_tmpl"
 	serverURL = os.Getenv(EnvURL)
-	if serverURL == "" {
+	switch {
+	case engine == Citus:
+		return setupCitus(ctx)
+	case serverURL == "":
 		dir, err := os.MkdirTemp("", "tally-pgtest-")
 		if err != nil {
-			return 1, err
+			return err
 		}
-		c, err := pgcluster.Start(ctx, dir+"/pg", pgcluster.Options{Fast: true})
+		tmpDir = dir
+		c, err := pgcluster.Start(ctx, filepath.Join(dir, "pg"), pgcluster.Options{Fast: true})
 		if err != nil {
-			os.RemoveAll(dir)
-			return 1, err
+			return err
 		}
 		cluster = c
 		serverURL = c.ConnString("postgres")
 	}
 	if err := exec(ctx, "CREATE DATABASE "+pgx.Identifier{template}.Sanitize()); err != nil {
-		return 1, err
+		return err
 	}
+	return migrate(ctx)
+}
+
+// setupCitus starts a private Citus cluster and makes the template a Citus
+// database on every node, workers registered, before migrating it: the
+// migrations distribute the tables when the citus extension is there.
+func setupCitus(ctx context.Context) error {
+	if err := pgcluster.FindCitus(""); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "tally-pgtest-")
+	if err != nil {
+		return err
+	}
+	tmpDir = dir
+	c, err := pgcluster.StartCitus(ctx, filepath.Join(dir, "citus"), citusWorkers, pgcluster.Options{Fast: true})
+	if err != nil {
+		return err
+	}
+	citus = c
+	serverURL = c.ConnString("postgres")
+	if err := c.CreateDatabase(ctx, template); err != nil {
+		return err
+	}
+	if err := migrate(ctx); err != nil {
+		return err
+	}
+	// Nobody connects to the template again: clones copy it node by node.
+	return c.FreezeTemplate(ctx, template)
+}
+
+func migrate(ctx context.Context) error {
 	pool, err := pgxpool.New(ctx, withDB(serverURL, template))
 	if err != nil {
-		return 1, err
+		return err
 	}
 	defer pool.Close()
 	if err := postgres.Migrate(ctx, pool); err != nil {
-		return 1, fmt.Errorf("migrate template: %w", err)
+		return fmt.Errorf("migrate template: %w", err)
 	}
-	return 0, nil
+	return nil
 }
 
 func teardown() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	defer func() {
+		engine, serverURL, cluster, citus, tmpDir = "", "", nil, nil, ""
+	}()
+	if citus != nil {
+		citus.Stop(ctx)
+	}
 	if cluster != nil {
-		dir := cluster.Dir()
 		cluster.Stop(ctx)
-		os.RemoveAll(dir + "/..")
+	}
+	if tmpDir != "" {
+		os.RemoveAll(tmpDir)
 		return
 	}
 	if serverURL == "" {
@@ -104,37 +235,63 @@ func teardown() {
 }
 
 // NewDB creates a migrated database for one test and drops it when the test
-// ends. It returns a pool on it and its connection string.
+// ends. It returns a pool on it and its connection string (on Citus, the
+// coordinator's).
 func NewDB(t testing.TB) (*pgxpool.Pool, string) {
 	t.Helper()
 	name := prefix + "_" + randomHex(6)
+	ctx := context.Background()
 	cloneMu.Lock()
-	err := exec(context.Background(), fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s",
-		pgx.Identifier{name}.Sanitize(), pgx.Identifier{template}.Sanitize()))
+	var err error
+	if citus != nil {
+		err = citus.CloneDatabase(ctx, name, template)
+	} else {
+		err = exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s",
+			pgx.Identifier{name}.Sanitize(), pgx.Identifier{template}.Sanitize()))
+	}
 	cloneMu.Unlock()
 	if err != nil {
-		t.Fatalf("pgtest: %v", err)
+		t.Fatalf("pgtest on %s: clone the template: %v", engine, err)
 	}
 	connString := withDB(serverURL, name)
-	pool, err := pgxpool.New(context.Background(), connString)
+	pool, err := pgxpool.New(ctx, connString)
 	if err != nil {
-		t.Fatalf("pgtest: %v", err)
+		t.Fatalf("pgtest on %s: %v", engine, err)
 	}
+	e := engine
 	t.Cleanup(func() {
+		// The two runs of a test look alike: say which one failed.
+		if t.Failed() {
+			t.Logf("pgtest: this run was on %s", describe(e))
+		}
 		pool.Close()
-		if err := exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
-			t.Errorf("pgtest: %v", err)
+		var err error
+		if citus != nil {
+			err = citus.DropDatabase(context.Background(), name)
+		} else {
+			err = exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+		}
+		if err != nil {
+			t.Errorf("pgtest on %s: drop the test database: %v", e, err)
 		}
 	})
 	return pool, connString
 }
 
-// ServerURL is the connection string of the server's maintenance database.
+// Engine is the engine the tests are running on: "postgres" or "citus".
+func Engine() string { return engine }
+
+// ServerURL is the connection string of the server's maintenance database
+// (on Citus, the coordinator's).
 func ServerURL() string { return serverURL }
 
-// Cluster is the private cluster the tests run on, or nil on an external
-// server. Fault tests stop and start it.
+// Cluster is the private plain PostgreSQL cluster the tests run on, or nil
+// on an external server and on Citus. Fault tests stop and start it.
 func Cluster() *pgcluster.Cluster { return cluster }
+
+// CitusCluster is the private Citus cluster the tests run on, or nil on
+// plain PostgreSQL.
+func CitusCluster() *pgcluster.CitusCluster { return citus }
 
 func exec(ctx context.Context, sql string) error {
 	conn, err := pgx.Connect(ctx, serverURL)

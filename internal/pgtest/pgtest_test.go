@@ -1,7 +1,11 @@
 package pgtest
 
 import (
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 func TestMain(m *testing.M) { Main(m) }
@@ -24,5 +28,74 @@ func TestNewDBIsolated(t *testing.T) {
 	}
 	if err := a.QueryRow(t.Context(), `SELECT count(*) FROM goose_db_version WHERE version_id > 0`).Scan(&n); err != nil || n < 9 {
 		t.Fatalf("%d migrations applied (%v)", n, err)
+	}
+}
+
+// TestEngine checks that each run is on the engine it says: on Citus the
+// test database is a Citus database with both workers, a table
+// distributed in it spreads over both, and a query for one key is routed
+// to one shard.
+func TestEngine(t *testing.T) {
+	pool, _ := NewDB(t)
+	ctx := t.Context()
+	var hasCitus bool
+	if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')`).Scan(&hasCitus); err != nil {
+		t.Fatal(err)
+	}
+	if hasCitus != (Engine() == Citus) {
+		t.Fatalf("engine %q, citus extension in the test database: %v", Engine(), hasCitus)
+	}
+	if Engine() != Citus {
+		return
+	}
+	var workers int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_dist_node WHERE groupid > 0 AND isactive`).Scan(&workers); err != nil || workers != 2 {
+		t.Fatalf("%d workers (%v), want 2", workers, err)
+	}
+	if _, err := pool.Exec(ctx, `CREATE TABLE t (account_sid text PRIMARY KEY, n int)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `SELECT create_distributed_table('t', 'account_sid', colocate_with => 'none')`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO t SELECT 'AC' || i, i FROM generate_series(1, 50) i`); err != nil {
+		t.Fatal(err)
+	}
+	var nodes int
+	if err := pool.QueryRow(ctx, `SELECT count(DISTINCT nodename) FROM citus_shards WHERE table_name = 't'::regclass AND shard_size > 8192`).Scan(&nodes); err != nil || nodes != 2 {
+		t.Fatalf("rows on %d nodes (%v), want 2", nodes, err)
+	}
+	rows, err := pool.Query(ctx, `EXPLAIN SELECT n FROM t WHERE account_sid = 'AC7'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(plan, "\n"), "Task Count: 1") {
+		t.Fatalf("a one-key query is not routed to one shard:\n%s", strings.Join(plan, "\n"))
+	}
+}
+
+// TestNewDBSpeed reports how long a clone of the template takes.
+func TestNewDBSpeed(t *testing.T) {
+	begin := time.Now()
+	const n = 3
+	for range n {
+		NewDB(t)
+	}
+	t.Logf("%s: %v per test database", Engine(), (time.Since(begin) / n).Round(time.Millisecond))
+}
+
+func TestEngines(t *testing.T) {
+	for v, want := range map[string]string{"": "postgres", "citus": "citus", " postgres , citus": "postgres citus", "pg": "error"} {
+		t.Setenv(EnvEngines, v)
+		got, err := Engines()
+		if s := strings.Join(got, " "); err != nil {
+			s = "error"
+		} else if s != want {
+			t.Errorf("%s=%q: %q, want %q", EnvEngines, v, s, want)
+		}
 	}
 }
