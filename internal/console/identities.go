@@ -1,0 +1,127 @@
+package console
+
+import (
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/tallyhq/tally/internal/usage"
+)
+
+// stat is one §7 statistic: its API name (the data-metric hook), a label
+// and its value.
+type stat struct {
+	Name  string
+	Label string
+	Value int64
+}
+
+// advice is a plain-words suggestion that the figures call for.
+type advice struct {
+	Topic string
+	Text  string
+}
+
+type identitiesPage struct {
+	AccountSID        string
+	Month             string
+	ServiceSID        string
+	Stats             []stat
+	EventsPerIdentity float64
+	Top               []usage.IdentityEvents
+	Advice            []advice
+}
+
+// Shares of active identities above which a kind of identity is worth a
+// word of advice: below them, the cost is noise.
+const (
+	randomLikeShare = 0.05
+	oneTimeShare    = 0.20
+)
+
+// identities is the admin's view of a month's identities (§7): the
+// statistics, the top identities, and advice where the figures call for it.
+func (h *Handler) identities(c echo.Context) error {
+	account := c.Param("account_sid")
+	if err := h.authorize(c, account, usage.RoleAdmin); err != nil {
+		return err
+	}
+	m, err := h.monthQuery(c)
+	if err != nil {
+		return err
+	}
+	var svc *string
+	if v := c.QueryParam("service_sid"); v != "" {
+		if msg := usage.CheckServiceSID(v); msg != "" {
+			return usage.Invalid("service_sid", "%s", msg)
+		}
+		svc = &v
+	}
+	st, err := h.store.IdentityStats(c.Request().Context(), account, m, svc)
+	if err != nil {
+		return err
+	}
+	page := identitiesPage{AccountSID: account, Month: m.String(), EventsPerIdentity: st.EventsPerIdentity(),
+		Top: st.TopIdentities, Advice: adviceFor(st)}
+	if svc != nil {
+		page.ServiceSID = *svc
+	}
+	page.Stats = []stat{
+		{"active_identities", "Active identities", st.ActiveIdentities},
+		{"new_identities", "New this month", st.NewIdentities},
+		{"returning_identities", "Returning", st.ReturningIdentities},
+		{"churned_identities", "Churned (active last month, not this one)", st.ChurnedIdentities},
+		{"one_time_identities", "One event only", st.OneTimeIdentities},
+		{"rest_only_identities", "Active only through REST create/update", st.RESTOnlyIdentities},
+		{"multi_endpoint_identities", "On 3 or more endpoints", st.MultiEndpointIdentities},
+		{"reserved_character_identities", "With reserved characters", st.ReservedCharacterIdentities},
+		{"random_like_identities", "Look machine generated", st.RandomLikeIdentities},
+		{"events", "Events", st.Events},
+	}
+	if err := h.setNav(c, account, m.String(), "identities"); err != nil {
+		return err
+	}
+	return h.render(c, http.StatusOK, "identities", page)
+}
+
+// adviceFor turns the figures into the seeds' advice: every unique identity
+// is billed, so identities that are generated, used once or touched only by
+// REST calls cost money for nothing.
+func adviceFor(st usage.IdentityStats) []advice {
+	var out []advice
+	active := st.ActiveIdentities
+	share := func(n int64) float64 {
+		if active == 0 {
+			return 0
+		}
+		return float64(n) / float64(active)
+	}
+	if st.RandomLikeIdentities > 0 && share(st.RandomLikeIdentities) >= randomLikeShare {
+		out = append(out, advice{"random_like_identities", formatInt(st.RandomLikeIdentities) + " identities (" +
+			percent(st.RandomLikeIdentities, active) + ") look machine generated: UUIDs, long hex or base64 runs. " +
+			"Every unique identity is billed as a user, so an identity made per install, device or session " +
+			"bills one person many times. Give each person one stable identity."})
+	}
+	if st.OneTimeIdentities > 0 && share(st.OneTimeIdentities) >= oneTimeShare {
+		out = append(out, advice{"one_time_identities", formatInt(st.OneTimeIdentities) + " identities (" +
+			percent(st.OneTimeIdentities, active) + ") had a single event this month, and each is billed in full. " +
+			"Create the chat client only when the user is about to use chat, not at every app start."})
+	}
+	if st.RESTOnlyIdentities > 0 {
+		out = append(out, advice{"rest_only_identities", formatInt(st.RESTOnlyIdentities) + " identities (" +
+			percent(st.RESTOnlyIdentities, active) + ") were active only because your backend created or updated " +
+			"them through REST: they are billed without using chat. Avoid needless REST updates of users, " +
+			"and create users when they first need chat."})
+	}
+	if st.ReservedCharacterIdentities > 0 {
+		out = append(out, advice{"reserved_character_identities", formatInt(st.ReservedCharacterIdentities) +
+			" identities contain reserved characters such as @ / : or %. They work, but must be percent-encoded " +
+			"in URLs; make sure every system spells them the same way, or one person becomes two users."})
+	}
+	if st.MultiEndpointIdentities > 0 {
+		out = append(out, advice{"multi_endpoint_identities", formatInt(st.MultiEndpointIdentities) +
+			" identities were used from 3 or more endpoints. That can be one person with several devices, " +
+			"or one identity shared by several people: check that shared logins are intended."})
+	}
+	return out
+}
