@@ -39,6 +39,7 @@ type credentialKey struct {
 
 func (e *env) devCommand() *cobra.Command {
 	var addr, dataDir string
+	var workers int
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run tally with its own private PostgreSQL, a demo account and its credentials",
@@ -46,18 +47,27 @@ func (e *env) devCommand() *cobra.Command {
 data dir from the server binaries installed on this machine, migrates it,
 creates a platform account and a demo account, writes credentials.json into
 the data dir and serves the API. Ctrl-C stops the server and the cluster.
-With DATABASE_URL set, that database is used instead of a private cluster.`,
+With DATABASE_URL set, that database is used instead of a private cluster.
+
+With --workers N (N >= 1) the private cluster is Citus, the distributed
+PostgreSQL: a coordinator and N workers, each its own server under the
+data dir, the tables distributed by account. It needs the Citus extension
+installed for the machine's PostgreSQL.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return e.dev(cmd.Context(), addr, dataDir)
+			if workers < 0 {
+				return fmt.Errorf("--workers %d: want 0 (plain PostgreSQL) or more", workers)
+			}
+			return e.dev(cmd.Context(), addr, dataDir, workers)
 		},
 	}
 	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:8080", "address to serve the API on")
 	cmd.Flags().StringVar(&dataDir, "data-dir", ".tally", "where the cluster, master key and credentials live")
+	cmd.Flags().IntVar(&workers, "workers", 0, "run a private Citus cluster of a coordinator and this many workers (0: plain PostgreSQL)")
 	return cmd
 }
 
-func (e *env) dev(ctx context.Context, addr, dataDir string) error {
+func (e *env) dev(ctx context.Context, addr, dataDir string, workers int) error {
 	log := e.logger()
 	dataDir, err := filepath.Abs(dataDir)
 	if err != nil {
@@ -68,7 +78,20 @@ func (e *env) dev(ctx context.Context, addr, dataDir string) error {
 	}
 
 	dbURL := e.getenv("DATABASE_URL")
-	if dbURL == "" {
+	switch {
+	case dbURL != "" && workers > 0:
+		return errors.New("--workers starts a private Citus cluster: unset DATABASE_URL, or leave out --workers to use that database")
+	case dbURL == "" && workers > 0:
+		// Three or more servers on one machine: a smaller share of memory
+		// each than the single dev server gets.
+		url, stop, err := privateCitusDatabase(ctx, filepath.Join(dataDir, "citus"), "tally", workers, pgcluster.Options{Logger: log,
+			Settings: map[string]string{"shared_buffers": "256MB", "max_wal_size": "4GB"}})
+		if err != nil {
+			return err
+		}
+		defer stop()
+		dbURL = url
+	case dbURL == "":
 		url, stop, err := privateDatabase(ctx, filepath.Join(dataDir, "postgres"), "tally", pgcluster.Options{Logger: log,
 			Settings: map[string]string{"shared_buffers": "512MB", "max_wal_size": "4GB"}})
 		if err != nil {
@@ -122,6 +145,24 @@ func privateDatabase(ctx context.Context, dir, db string, opts pgcluster.Options
 	}
 	stop = func() { cluster.Stop(context.WithoutCancel(ctx)) }
 	if err := createDatabase(ctx, cluster.ConnString("postgres"), db); err != nil {
+		stop()
+		return "", nil, err
+	}
+	return cluster.ConnString(db), stop, nil
+}
+
+// privateCitusDatabase starts (or creates) a private Citus cluster of a
+// coordinator and workers workers in dir, and makes db a Citus database on
+// it with the workers registered, so that migrating it distributes the
+// tables. url is the coordinator's. stop shuts every node down, even after
+// Ctrl-C has cancelled ctx.
+func privateCitusDatabase(ctx context.Context, dir, db string, workers int, opts pgcluster.Options) (url string, stop func(), err error) {
+	cluster, err := pgcluster.StartCitus(ctx, dir, workers, opts)
+	if err != nil {
+		return "", nil, err
+	}
+	stop = func() { cluster.Stop(context.WithoutCancel(ctx)) }
+	if err := cluster.CreateDatabase(ctx, db); err != nil {
 		stop()
 		return "", nil, err
 	}

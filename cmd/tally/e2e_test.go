@@ -89,10 +89,11 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// startDev runs `tally dev` on a free port and waits until /readyz answers.
-func startDev(t *testing.T, bin, dataDir string) (*devProcess, credentials) {
+// startDev runs `tally dev` on a free port, with extra flags args, and
+// waits until /readyz answers.
+func startDev(t *testing.T, bin, dataDir string, args ...string) (*devProcess, credentials) {
 	t.Helper()
-	cmd := exec.Command(bin, "dev", "--addr", "127.0.0.1:0", "--data-dir", dataDir)
+	cmd := exec.Command(bin, append([]string{"dev", "--addr", "127.0.0.1:0", "--data-dir", dataDir}, args...)...)
 	cmd.Env = cleanEnv()
 	out := &strings.Builder{}
 	pr, pw := io.Pipe()
@@ -157,8 +158,12 @@ func (p *devProcess) wait(t *testing.T, dataDir string) {
 	case <-time.After(45 * time.Second):
 		t.Fatal("tally dev did not exit within 45s of SIGTERM")
 	}
-	if _, err := os.Stat(filepath.Join(dataDir, "postgres", "postmaster.pid")); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("the cluster is still running (postmaster.pid: %v)", err)
+	// The plain cluster, or every node of a Citus cluster.
+	nodes, _ := filepath.Glob(filepath.Join(dataDir, "citus", "*", "PG_VERSION"))
+	for _, dir := range append([]string{filepath.Join(dataDir, "postgres", "PG_VERSION")}, nodes...) {
+		if _, err := os.Stat(filepath.Join(filepath.Dir(dir), "postmaster.pid")); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("the cluster in %s is still running (postmaster.pid: %v)", filepath.Dir(dir), err)
+		}
 	}
 }
 

@@ -300,9 +300,11 @@ func createCitusDatabase(ctx context.Context, n *Cluster, db string) error {
 // and database name, so a copy of every node's template is a consistent
 // Citus database of its own. It is much faster than distributing the
 // tables again. The template must have no open sessions on any node; see
-// FreezeTemplate.
+// FreezeTemplate. FILE_COPY copies the files and checkpoints, which
+// measured faster here than WAL-logging every block of a database of
+// several hundred shard relations.
 func (c *CitusCluster) CloneDatabase(ctx context.Context, name, template string) error {
-	return c.eachNode(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s",
+	return c.eachNode(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s STRATEGY FILE_COPY",
 		pgx.Identifier{name}.Sanitize(), pgx.Identifier{template}.Sanitize()))
 }
 
