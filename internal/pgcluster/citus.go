@@ -310,21 +310,23 @@ func (c *CitusCluster) CloneDatabase(ctx context.Context, name, template string)
 
 // DropDatabase drops db on every node, ending its sessions.
 func (c *CitusCluster) DropDatabase(ctx context.Context, db string) error {
-	// The coordinator first: its sessions hold connections to the workers.
-	if err := dropDatabase(ctx, c.coordinator, db); err != nil {
-		return fmt.Errorf("drop %s: coordinator: %w", db, err)
-	}
-	errs := make([]error, len(c.workers))
+	// All nodes at once: connections are shut off on each before its
+	// sessions end, so a coordinator session cannot reopen one on a worker.
+	nodes := c.Nodes()
+	errs := make([]error, len(nodes))
 	var wg sync.WaitGroup
-	for i, n := range c.workers {
+	for i, n := range nodes {
 		wg.Go(func() {
 			if err := dropDatabase(ctx, n, db); err != nil {
-				errs[i] = fmt.Errorf("drop %s: %s: %w", db, filepath.Base(n.Dir()), err)
+				errs[i] = fmt.Errorf("%s: %w", filepath.Base(n.Dir()), err)
 			}
 		})
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("drop %s: %w", db, err)
+	}
+	return nil
 }
 
 // dropDatabase drops db on node n. DROP DATABASE … WITH (FORCE) ends the

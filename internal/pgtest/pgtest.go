@@ -57,7 +57,21 @@ var (
 	template  string
 	prefix    string     // of every database this process creates
 	cloneMu   sync.Mutex // CREATE DATABASE … TEMPLATE needs the template idle
+
+	// One clone is made ahead, while a test runs, so that the next test
+	// finds its database ready; test databases are dropped in the
+	// background. After the first NewDB of a run there is always exactly
+	// one spare, made or being made.
+	spareMu  sync.Mutex
+	spareOn  bool // a spare is made or being made
+	spare    = make(chan cloned, 1)
+	inFlight sync.WaitGroup // spare clones and drops, awaited by teardown
 )
+
+type cloned struct {
+	name string
+	err  error
+}
 
 // Main runs a package's tests: call it from TestMain. For each engine of
 // TALLY_TEST_ENGINES it prepares the server and the migrated template,
@@ -210,8 +224,13 @@ func migrate(ctx context.Context) error {
 func teardown() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	inFlight.Wait()
+	select {
+	case <-spare: // dropped below with the rest
+	default:
+	}
 	defer func() {
-		engine, serverURL, cluster, citus, tmpDir = "", "", nil, nil, ""
+		engine, serverURL, cluster, citus, tmpDir, spareOn = "", "", nil, nil, "", false
 	}()
 	if citus != nil {
 		citus.Stop(ctx)
@@ -243,43 +262,73 @@ func teardown() {
 // coordinator's).
 func NewDB(t testing.TB) (*pgxpool.Pool, string) {
 	t.Helper()
-	name := prefix + "_" + randomHex(6)
-	ctx := context.Background()
-	cloneMu.Lock()
-	var err error
-	if citus != nil {
-		err = citus.CloneDatabase(ctx, name, template)
-	} else {
-		err = exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s",
-			pgx.Identifier{name}.Sanitize(), pgx.Identifier{template}.Sanitize()))
-	}
-	cloneMu.Unlock()
+	name, err := takeClone()
 	if err != nil {
 		t.Fatalf("pgtest on %s: clone the template: %v", engine, err)
 	}
 	connString := withDB(serverURL, name)
-	pool, err := pgxpool.New(ctx, connString)
+	pool, err := pgxpool.New(context.Background(), connString)
 	if err != nil {
 		t.Fatalf("pgtest on %s: %v", engine, err)
 	}
-	e := engine
+	e, c := engine, citus
 	t.Cleanup(func() {
 		// The two runs of a test look alike: say which one failed.
 		if t.Failed() {
 			t.Logf("pgtest: this run was on %s", describe(e))
 		}
 		pool.Close()
-		var err error
-		if citus != nil {
-			err = citus.DropDatabase(context.Background(), name)
-		} else {
-			err = exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
-		}
-		if err != nil {
-			t.Errorf("pgtest on %s: drop the test database: %v", e, err)
-		}
+		// In the background: the test has nothing to wait for. The test
+		// is over by then, so a failure is only printed; teardown removes
+		// a private cluster whole, and sweeps an external server.
+		inFlight.Go(func() {
+			var err error
+			if c != nil {
+				err = c.DropDatabase(context.Background(), name)
+			} else {
+				err = exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+			}
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "pgtest on %s: drop test database %s: %v\n", e, name, err)
+			}
+		})
 	})
 	return pool, connString
+}
+
+// takeClone returns a fresh clone of the template: the spare made ahead,
+// or, the first time in a run, one made now. Either way it sets the next
+// spare going.
+func takeClone() (string, error) {
+	spareMu.Lock()
+	first := !spareOn
+	spareOn = true
+	spareMu.Unlock()
+	var c cloned
+	if first {
+		c.name, c.err = clone()
+	} else {
+		c = <-spare
+	}
+	inFlight.Go(func() {
+		var next cloned
+		next.name, next.err = clone()
+		spare <- next
+	})
+	return c.name, c.err
+}
+
+// clone makes a new database from the template.
+func clone() (string, error) {
+	name := prefix + "_" + randomHex(6)
+	ctx := context.Background()
+	cloneMu.Lock()
+	defer cloneMu.Unlock()
+	if citus != nil {
+		return name, citus.CloneDatabase(ctx, name, template)
+	}
+	return name, exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s",
+		pgx.Identifier{name}.Sanitize(), pgx.Identifier{template}.Sanitize()))
 }
 
 // Engine is the engine the tests are running on: "postgres" or "citus".
