@@ -171,7 +171,7 @@ func setup() error {
 		cluster = c
 		serverURL = c.ConnString("postgres")
 	}
-	if err := exec(ctx, "CREATE DATABASE "+pgx.Identifier{template}.Sanitize()); err != nil {
+	if err := execSQL(ctx, "CREATE DATABASE "+pgx.Identifier{template}.Sanitize()); err != nil {
 		return err
 	}
 	return migrate(ctx)
@@ -286,7 +286,7 @@ func NewDB(t testing.TB) (*pgxpool.Pool, string) {
 			if c != nil {
 				err = c.DropDatabase(context.Background(), name)
 			} else {
-				err = exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+				err = execSQL(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
 			}
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "pgtest on %s: drop test database %s: %v\n", e, name, err)
@@ -327,7 +327,7 @@ func clone() (string, error) {
 	if citus != nil {
 		return name, citus.CloneDatabase(ctx, name, template)
 	}
-	return name, exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s",
+	return name, execSQL(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s",
 		pgx.Identifier{name}.Sanitize(), pgx.Identifier{template}.Sanitize()))
 }
 
@@ -346,7 +346,7 @@ func Cluster() *pgcluster.Cluster { return cluster }
 // plain PostgreSQL.
 func CitusCluster() *pgcluster.CitusCluster { return citus }
 
-func exec(ctx context.Context, sql string) error {
+func execSQL(ctx context.Context, sql string) error {
 	conn, err := pgx.Connect(ctx, serverURL)
 	if err != nil {
 		return fmt.Errorf("connect to test server: %w", err)

@@ -1,6 +1,9 @@
 package pgtest
 
 import (
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -96,6 +99,29 @@ func TestEngines(t *testing.T) {
 			s = "error"
 		} else if s != want {
 			t.Errorf("%s=%q: %q, want %q", EnvEngines, v, s, want)
+		}
+	}
+}
+
+// TestMissingCitus runs this test binary again with TALLY_TEST_ENGINES=citus
+// and server binaries without Citus first on PATH: outside CI the Citus run
+// is skipped with a message naming how to install it, in CI it fails.
+func TestMissingCitus(t *testing.T) {
+	fake := t.TempDir()
+	for _, name := range []string{"postgres", "initdb"} {
+		if err := os.WriteFile(filepath.Join(fake, name), []byte("#!/bin/sh\nexit 1\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, ci := range []string{"", "true"} {
+		cmd := exec.Command(os.Args[0], "-test.run", "^TestEngines$")
+		cmd.Env = append(os.Environ(), EnvEngines+"=citus", "CI="+ci, "PATH="+fake+string(os.PathListSeparator)+os.Getenv("PATH"))
+		out, err := cmd.CombinedOutput()
+		if !strings.Contains(string(out), "citusdata/citus Docker image") {
+			t.Errorf("CI=%q: the output does not say how to get Citus:\n%s", ci, out)
+		}
+		if failed := err != nil; failed != (ci == "true") {
+			t.Errorf("CI=%q: exit %v, want failure only in CI\n%s", ci, err, out)
 		}
 	}
 }
