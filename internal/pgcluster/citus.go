@@ -143,6 +143,9 @@ func StartCitus(ctx context.Context, dir string, workers int, opts Options) (*Ci
 		return nil, fmt.Errorf("start citus cluster: %w", err)
 	}
 	c.coordinator, c.workers = started[0], started[1:]
+	if opts.Logger != nil {
+		opts.Logger.Info("private Citus cluster started", "dir", dir, "workers", workers)
+	}
 	return c, nil
 }
 
@@ -249,6 +252,9 @@ func (c *CitusCluster) CreateDatabase(ctx context.Context, db string) error {
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("create citus database %s: %w", db, err)
 	}
+	if err := c.readdress(ctx, db); err != nil {
+		return err
+	}
 	conn, err := pgx.Connect(ctx, c.ConnString(db))
 	if err != nil {
 		return fmt.Errorf("connect to the coordinator: %w", err)
@@ -263,6 +269,43 @@ func (c *CitusCluster) CreateDatabase(ctx context.Context, db string) error {
 		if _, err := conn.Exec(ctx, `SELECT citus_add_node($1, $2)`, w.socket, 5432); err != nil {
 			return fmt.Errorf("register %s in %s: %w", filepath.Base(w.Dir()), db, err)
 		}
+	}
+	return nil
+}
+
+// readdress renames, on every node's copy of the metadata of db, the
+// nodes registered under another parent directory: the cluster was moved,
+// and a node is known by its socket directory. Citus's own
+// citus_update_node would first have to reach the other nodes at their
+// old addresses. Shard placements refer to node groups, not names, so
+// they stay valid.
+func (c *CitusCluster) readdress(ctx context.Context, db string) error {
+	var bases, paths []string
+	for _, n := range c.Nodes() {
+		bases, paths = append(bases, filepath.Base(n.Dir())), append(paths, n.socket)
+	}
+	nodes := c.Nodes()
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Go(func() {
+			conn, err := pgx.Connect(ctx, n.ConnString(db))
+			if err != nil {
+				errs[i] = fmt.Errorf("%s: connect: %w", filepath.Base(n.Dir()), err)
+				return
+			}
+			defer conn.Close(ctx)
+			_, err = conn.Exec(ctx, `UPDATE pg_dist_node d SET nodename = m.path
+				FROM unnest($1::text[], $2::text[]) m(base, path)
+				WHERE d.nodename LIKE '/%' AND d.nodename <> m.path AND d.nodename ~ ('/' || m.base || '$')`, bases, paths)
+			if err != nil {
+				errs[i] = fmt.Errorf("%s: re-address the nodes: %w", filepath.Base(n.Dir()), err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("citus database %s: %w", db, err)
 	}
 	return nil
 }

@@ -208,11 +208,16 @@ func TestCitus(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Restart on the same directories: no initdb, data and metadata kept;
-	// CreateDatabase again is harmless.
+	// Restart after the parent directory moved: no initdb, data kept, and
+	// CreateDatabase again re-addresses the nodes.
 	if err := c.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
+	moved := filepath.Join(filepath.Dir(dir), "moved")
+	if err := os.Rename(dir, moved); err != nil {
+		t.Fatal(err)
+	}
+	dir = moved
 	begin = time.Now()
 	c, err = StartCitus(ctx, dir, 2, Options{Fast: true})
 	if err != nil {
@@ -238,6 +243,12 @@ func TestCitus(t *testing.T) {
 	defer conn.Close(ctx)
 	if err := conn.QueryRow(ctx, `SELECT sum(n) FROM t`).Scan(&sum); err != nil || sum != 5050 {
 		t.Fatalf("sum after restart = %d (%v), want 5050", sum, err)
+	}
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_dist_node WHERE nodename NOT LIKE $1 || '/%'`, dir).Scan(&workers); err != nil || workers != 0 {
+		t.Fatalf("%d nodes still registered under the old directory (%v)", workers, err)
+	}
+	if _, err := conn.Exec(ctx, `INSERT INTO t VALUES ('AC101', 101)`); err != nil {
+		t.Fatalf("write after the move: %v", err)
 	}
 }
 
