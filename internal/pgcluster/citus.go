@@ -117,7 +117,7 @@ func StartCitus(ctx context.Context, dir string, workers int, opts Options) (*Ci
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create citus cluster dir: %w", err)
 	}
-	c := &CitusCluster{dir: dir, workers: make([]*Cluster, workers)}
+	c := &CitusCluster{dir: dir}
 	names := []string{coordinatorDir}
 	for i := 1; i <= workers; i++ {
 		names = append(names, workerDirPrefix+strconv.Itoa(i))
