@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tallyhq/tally/internal/billing"
+	"github.com/tallyhq/tally/internal/console"
 	"github.com/tallyhq/tally/internal/httpapi"
 	"github.com/tallyhq/tally/internal/postgres"
 	"github.com/tallyhq/tally/internal/secrets"
@@ -134,6 +135,7 @@ func (e *env) serveAPI(ctx context.Context, ln net.Listener, pool *pgxpool.Pool,
 			return nil
 		},
 	})
+	console.Register(handler, console.Config{Store: store, Box: box, Logger: log, Now: time.Now})
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -151,7 +153,7 @@ func (e *env) serveAPI(ctx context.Context, ln net.Listener, pool *pgxpool.Pool,
 	// Bodies append to rollup_pending; folding it in the background keeps
 	// what a read must fold first small.
 	foldDone := make(chan struct{})
-	go func() { store.FoldInBackground(jobCtx, foldEvery, log); close(foldDone) }()
+	go func() { store.FoldInBackground(jobCtx, foldEvery, 2, log); close(foldDone) }()
 	defer func() { stopJob(); <-foldDone }()
 
 	if addr := e.getenv("TALLY_PPROF_ADDR"); addr != "" {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"sort"
 	"time"
@@ -76,8 +75,54 @@ const createStaging = `CREATE TEMP TABLE IF NOT EXISTS ingest_staging (
 var stagingColumns = []string{"id", "occurred_at", "month", "activity", "activity_bit", "source", "source_bit",
 	"service_sid", "identity", "actor", "channel_sid", "endpoint_id", "identity_flags"}
 
-// Where mergeEvents reads a body: a Batch from one array per staging
-// column ($4…$16), a stream from the staging table it was copied into.
+// A body is recorded in one transaction of statements that each touch one
+// table of one account, so that on Citus each is routed to the worker
+// holding the account and the transaction commits there alone (a single
+// statement with data-modifying CTEs is planned by Citus CTE by CTE,
+// through the coordinator, with a two-phase commit).
+//
+//   - insertMonths and lockMonths: the months of the body are noted (the
+//     scheduler finds the months to finalize in account_months) and their
+//     rows locked in KEY SHARE mode, in month order. Finalization locks its
+//     month's row FOR UPDATE (reports.go): it never finalizes a month while
+//     a body for it is in flight, and a body that waited for it reads the
+//     final version it stored, so its events count as late and flag a
+//     revision. Row locks live with the rows, on every engine; an advisory
+//     lock would be one node's. The row is inserted before it is locked: a
+//     body must wait for a finalization that is creating it.
+//   - insertEvents: the insert into events is the idempotency check; ON
+//     CONFLICT DO NOTHING leaves out every id the account already sent.
+//     Ids go in sorted order, so concurrent bodies sharing ids wait on each
+//     other instead of deadlocking. It returns the new events.
+//   - insertPending appends the new events for the rollup; a fold merges
+//     them into month_users and users later (fold.go), so a body updates no
+//     rollup row.
+//   - markRevisions flags the finalized months that received new events.
+const (
+	insertMonths = `INSERT INTO account_months (account_sid, month)
+SELECT $1, m FROM unnest($2::date[]) AS m ORDER BY 2
+ON CONFLICT DO NOTHING`
+	lockMonths = `SELECT month, final_version IS NOT NULL FROM account_months
+WHERE account_sid = $1 AND month = ANY($2::date[])
+ORDER BY month FOR KEY SHARE`
+	insertEvents = `INSERT INTO events (account_sid, event_id, occurred_at, activity, source, service_sid, identity, actor,
+    channel_sid, endpoint_id, received_at)
+SELECT $1, id, occurred_at, activity, source, service_sid, identity, actor, channel_sid, endpoint_id, $2
+FROM (%s) AS i ORDER BY id
+ON CONFLICT DO NOTHING
+RETURNING event_id, occurred_at`
+	insertPending = `INSERT INTO rollup_pending (account_sid, month, service_sid, identity, event_id, occurred_at, activity,
+    activity_bit, source_bit, endpoint_id, identity_flags, received_at)
+SELECT $1, month, service_sid, identity, id, occurred_at, activity, activity_bit, source_bit, endpoint_id,
+    identity_flags, $2
+FROM (%s) AS i`
+	markRevisions = `UPDATE account_months SET revision_due = true
+WHERE account_sid = $1 AND month = ANY($2::date[]) AND final_version IS NOT NULL AND NOT revision_due`
+)
+
+// Where the statements read a body: a Batch from one array per staging
+// column ($3…$15), a stream from the staging table it was copied into
+// (only its new events, $3, unless that is NULL: all of them).
 const (
 	// The optional columns arrive as plain strings, "" for absent (an
 	// absent field is stored as NULL either way): a column[textElem] is encoded
@@ -86,71 +131,20 @@ const (
 	batchInput = `SELECT id, occurred_at, month, activity, activity_bit, source, source_bit, service_sid, identity,
         nullif(actor, '') AS actor, nullif(channel_sid, '') AS channel_sid, nullif(endpoint_id, '') AS endpoint_id,
         identity_flags
-        FROM unnest($4::text[], $5::timestamptz[], $6::date[], $7::text[], $8::smallint[],
-        $9::text[], $10::smallint[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::smallint[])
+        FROM unnest($3::text[], $4::timestamptz[], $5::date[], $6::text[], $7::smallint[],
+        $8::text[], $9::smallint[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::smallint[])
         AS i (id, occurred_at, month, activity, activity_bit, source, source_bit, service_sid, identity, actor,
               channel_sid, endpoint_id, identity_flags)`
-	stagingInput = `SELECT * FROM ingest_staging`
+	stagingInput      = `SELECT * FROM ingest_staging`
+	stagingFreshInput = `SELECT * FROM ingest_staging WHERE $3::text[] IS NULL OR id IN (SELECT unnest($3::text[]))`
 )
-
-// mergeEvents records a body in one statement, so a body is one pass over
-// its rows whatever it holds. $1 is the account, $2 the time of receipt, $3
-// the sorted months of the body.
-//
-//   - fresh: the insert into events is the idempotency check; ON CONFLICT
-//     DO NOTHING leaves out every id the account already sent. Ids go in
-//     sorted order, so concurrent bodies sharing ids wait on each other
-//     instead of deadlocking.
-//   - months notes the months the account has events in, for the scheduler;
-//     DO NOTHING leaves existing rows unlocked.
-//   - revisions marks the finalized months that received new events (only
-//     those rows are locked, in month order: the key scan of = ANY($3)).
-//   - pending appends the new events for the rollup; a fold merges them
-//     into month_users and users later (see fold.go), so a body updates no
-//     rollup row and takes no row lock outside the ids it inserts. They go
-//     to the partition of the current slot, read as they are written.
-//
-// It returns the number of new events and how many of them are late (in a
-// month that already has a final version).
-const mergeEvents = `WITH input AS MATERIALIZED (%s),
-fresh AS (
-    INSERT INTO events (account_sid, event_id, occurred_at, activity, source, service_sid, identity, actor,
-        channel_sid, endpoint_id, received_at)
-    SELECT $1, id, occurred_at, activity, source, service_sid, identity, actor, channel_sid, endpoint_id, $2
-    FROM input ORDER BY id
-    ON CONFLICT DO NOTHING
-    RETURNING event_id
-),
-f AS MATERIALIZED (
-    SELECT i.* FROM input i JOIN fresh ON fresh.event_id = i.id
-),
-months AS (
-    INSERT INTO account_months (account_sid, month)
-    SELECT DISTINCT $1, month FROM f ORDER BY 2
-    ON CONFLICT DO NOTHING
-),
-revisions AS (
-    UPDATE account_months SET revision_due = true
-    WHERE account_sid = $1 AND month = ANY($3::date[]) AND final_version IS NOT NULL AND NOT revision_due
-      AND month IN (SELECT month FROM f)
-),
-pending AS (
-    INSERT INTO rollup_pending (account_sid, month, service_sid, identity, event_id, occurred_at, activity,
-        activity_bit, source_bit, endpoint_id, identity_flags, received_at, slot)
-    SELECT $1, month, service_sid, identity, id, occurred_at, activity, activity_bit, source_bit, endpoint_id,
-        identity_flags, $2, (SELECT last_value FROM rollup_slot)::smallint
-    FROM f
-)
-SELECT (SELECT count(*) FROM f),
-       (SELECT count(*) FROM f JOIN account_months a
-        ON a.account_sid = $1 AND a.month = f.month AND a.final_version IS NOT NULL)`
 
 var (
-	mergeBatch   = fmt.Sprintf(mergeEvents, batchInput)
-	mergeStaging = fmt.Sprintf(mergeEvents, stagingInput)
+	insertBatchEvents    = fmt.Sprintf(insertEvents, batchInput)
+	insertBatchPending   = fmt.Sprintf(insertPending, batchInput)
+	insertStagingEvents  = fmt.Sprintf(insertEvents, stagingInput)
+	insertStagingPending = fmt.Sprintf(insertPending, stagingFreshInput)
 )
-
-const lockMonthsShared = `SELECT pg_advisory_xact_lock_shared(k) FROM (SELECT unnest($1::bigint[]) AS k ORDER BY 1) AS keys`
 
 // RecordEvents stores the events of one body for an account, all or
 // nothing, and returns only after commit. An event whose id the account
@@ -172,12 +166,20 @@ func (s *Store) recordEvents(ctx context.Context, accountSID string, src EventSo
 	rows := &stagingRows{src: src, months: make(map[usage.Month]struct{})}
 	if b, ok := src.(*Batch); ok {
 		rows.seen = make(map[string]struct{}, len(b.Events))
-		// A Batch goes in a single round trip: the month locks and the
-		// merge in the implicit transaction of one pipeline, committed at
-		// its end.
 		cols := rows.columns(len(b.Events))
-		return s.merge(ctx, s.pool, mergeBatch, cols, accountSID, sortedMonths(rows.months),
-			int64(len(rows.seen)), rows.repeats)
+		var res IngestResult
+		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			var err error
+			res, err = s.merge(ctx, tx, accountSID, sortedMonths(rows.months), int64(len(rows.seen)), rows.repeats,
+				insertBatchEvents, cols, func(fresh []string, all bool) (string, []any) {
+					if all {
+						return insertBatchPending, cols
+					}
+					return insertBatchPending, freshColumns(cols, fresh)
+				})
+			return err
+		})
+		return res, err
 	}
 	rows.seen = make(map[string]struct{})
 	conn, err := s.ingestConn(ctx)
@@ -197,49 +199,126 @@ func (s *Store) recordEvents(ctx context.Context, accountSID string, src EventSo
 		if err := src.Err(); err != nil {
 			return err
 		}
-		res, err = s.merge(ctx, tx, mergeStaging, nil, accountSID, sortedMonths(rows.months), n, rows.repeats)
+		res, err = s.merge(ctx, tx, accountSID, sortedMonths(rows.months), n, rows.repeats,
+			insertStagingEvents, nil, func(fresh []string, all bool) (string, []any) {
+				if all {
+					return insertStagingPending, []any{nil}
+				}
+				return insertStagingPending, []any{fresh}
+			})
 		return err
 	})
 	return res, err
 }
 
-// batchSender is a transaction, or a pool whose pipeline is one implicit
-// transaction on one connection.
-type batchSender interface {
-	SendBatch(context.Context, *pgx.Batch) pgx.BatchResults
-}
-
-// merge sends, in one round trip, the shared locks of the body's months and
-// the statement that merges its events (n of them, once repeats within the
-// body were dropped); input holds the arguments of a Batch's columns.
-func (s *Store) merge(ctx context.Context, q batchSender, stmt string, input []any, accountSID string, months []usage.Month, n, repeats int64) (IngestResult, error) {
+// merge records a body's n events (once repeats within the body were
+// dropped) in tx: it notes and locks the body's months, inserts the events
+// (insert, with input as its arguments after the account and the time),
+// then appends the new ones to rollup_pending (the statement and arguments
+// that pending gives for them; all says every event of the body is new)
+// and flags the revisions they call for.
+func (s *Store) merge(ctx context.Context, tx pgx.Tx, accountSID string, months []usage.Month, n, repeats int64,
+	insert string, input []any, pending func(fresh []string, all bool) (string, []any)) (IngestResult, error) {
 	starts := make([]time.Time, len(months))
 	for i, m := range months {
 		starts[i] = m.Start()
 	}
-	// Shared month locks come first, in a statement of their own: the
-	// report job takes them exclusively, so it never finalizes a month
-	// while a body for it is in flight, and the merge, whose snapshot is
-	// taken after the locks are held, sees any version committed before
-	// and counts its events as late.
+	now := s.now().UTC()
 	b := &pgx.Batch{}
-	b.Queue(lockMonthsShared, monthLockKeys(accountSID, months))
-	b.Queue(stmt, append([]any{accountSID, s.now().UTC(), starts}, input...)...)
-	br := q.SendBatch(ctx, b)
+	b.Queue(insertMonths, accountSID, starts)
+	b.Queue(lockMonths, accountSID, starts)
+	b.Queue(insert, append([]any{accountSID, now}, input...)...)
+	br := tx.SendBatch(ctx, b)
 	defer br.Close()
 	if _, err := br.Exec(); err != nil {
+		return IngestResult{}, fmt.Errorf("note months: %w", err)
+	}
+	final := make(map[time.Time]bool, len(months))
+	var month time.Time
+	var isFinal bool
+	if _, err := pgx.ForEachRow(must(br.Query()), []any{&month, &isFinal}, func() error {
+		if isFinal {
+			final[month.UTC()] = true
+		}
+		return nil
+	}); err != nil {
 		return IngestResult{}, fmt.Errorf("lock months: %w", err)
 	}
-	var res IngestResult
-	if err := br.QueryRow().Scan(&res.Accepted, &res.Late); err != nil {
-		return IngestResult{}, fmt.Errorf("merge events: %w", err)
+	fresh := make([]string, 0, n)
+	var late []time.Time
+	var id string
+	var at time.Time
+	if _, err := pgx.ForEachRow(must(br.Query()), []any{&id, &at}, func() error {
+		fresh = append(fresh, id)
+		if len(final) > 0 {
+			if m := usage.MonthOf(at).Start(); final[m] {
+				late = append(late, m)
+			}
+		}
+		return nil
+	}); err != nil {
+		return IngestResult{}, fmt.Errorf("insert events: %w", err)
 	}
-	// Closing reads the end of the pipeline: for a pool, its commit.
 	if err := br.Close(); err != nil {
-		return IngestResult{}, fmt.Errorf("commit events: %w", err)
+		return IngestResult{}, fmt.Errorf("insert events: %w", err)
 	}
-	res.Duplicates = n - res.Accepted + repeats
+	res := IngestResult{Accepted: int64(len(fresh)), Late: int64(len(late)), Duplicates: n - int64(len(fresh)) + repeats}
+	if len(fresh) > 0 {
+		stmt, args := pending(fresh, int64(len(fresh)) == n)
+		if _, err := tx.Exec(ctx, stmt, append([]any{accountSID, now}, args...)...); err != nil {
+			return IngestResult{}, fmt.Errorf("append pending events: %w", err)
+		}
+	}
+	if len(late) > 0 {
+		if _, err := tx.Exec(ctx, markRevisions, accountSID, late); err != nil {
+			return IngestResult{}, fmt.Errorf("flag revisions: %w", err)
+		}
+	}
 	return res, nil
+}
+
+// must passes on the rows of a queued query; their error, if any, comes
+// from iterating them.
+func must(rows pgx.Rows, _ error) pgx.Rows { return rows }
+
+// freshColumns keeps, of a Batch's column arrays, the events whose ids are
+// in fresh.
+func freshColumns(cols []any, fresh []string) []any {
+	keep := make(map[string]struct{}, len(fresh))
+	for _, id := range fresh {
+		keep[id] = struct{}{}
+	}
+	ids := cols[0].(column[textElem])
+	idx := make([]int, 0, len(fresh))
+	for i, id := range ids {
+		if _, ok := keep[string(id)]; ok {
+			idx = append(idx, i)
+		}
+	}
+	out := make([]any, len(cols))
+	for c, col := range cols {
+		switch col := col.(type) {
+		case column[textElem]:
+			out[c] = pick(col, idx)
+		case column[timestamptzElem]:
+			out[c] = pick(col, idx)
+		case column[dateElem]:
+			out[c] = pick(col, idx)
+		case []int16:
+			out[c] = pick(col, idx)
+		default:
+			panic(fmt.Sprintf("freshColumns: column %d is a %T", c, col))
+		}
+	}
+	return out
+}
+
+func pick[S ~[]E, E any](s S, idx []int) S {
+	out := make(S, len(idx))
+	for i, j := range idx {
+		out[i] = s[j]
+	}
+	return out
 }
 
 // stagingKey marks, in a connection's CustomData, that its session holds
@@ -353,21 +432,4 @@ func sortedMonths(set map[usage.Month]struct{}) []usage.Month {
 	}
 	sort.Slice(ms, func(i, j int) bool { return ms[i].Start().Before(ms[j].Start()) })
 	return ms
-}
-
-// monthLockKey is the advisory lock key of one account-month, shared by
-// ingestion (shared) and the report job (exclusive). A collision between
-// two account-months only makes one wait for the other.
-func monthLockKey(accountSID string, m usage.Month) int64 {
-	h := fnv.New64a()
-	h.Write([]byte("tally.month\x00" + accountSID + "\x00" + m.String()))
-	return int64(h.Sum64())
-}
-
-func monthLockKeys(accountSID string, ms []usage.Month) []int64 {
-	keys := make([]int64, len(ms))
-	for i, m := range ms {
-		keys[i] = monthLockKey(accountSID, m)
-	}
-	return keys
 }

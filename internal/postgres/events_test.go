@@ -426,7 +426,7 @@ func TestReadsFoldFirst(t *testing.T) {
 	record(t, s, ac, events(ev("e3", "carol", "2026-10-07T12:00:00Z")))
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
-	go func() { s.FoldInBackground(ctx, 10*time.Millisecond, nil); close(done) }()
+	go func() { s.FoldInBackground(ctx, 10*time.Millisecond, 2, nil); close(done) }()
 	deadline := time.Now().Add(10 * time.Second)
 	for count(t, pool, `SELECT count(*) FROM rollup_pending`) != 0 {
 		if time.Now().After(deadline) {
@@ -495,7 +495,7 @@ func TestFoldPlansAfresh(t *testing.T) {
 	}
 	var generic, custom int64
 	err = pool.QueryRow(t.Context(), `SELECT coalesce(sum(generic_plans), 0), coalesce(sum(custom_plans), 0)
-		FROM pg_prepared_statements WHERE statement LIKE 'WITH d AS (%rollup_pending%'`).Scan(&generic, &custom)
+		FROM pg_prepared_statements WHERE statement LIKE 'INSERT INTO month_users%'`).Scan(&generic, &custom)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -507,73 +507,55 @@ func TestFoldPlansAfresh(t *testing.T) {
 	}
 }
 
-// TestFoldProbesUsersByIndex folds many new users into an empty users
-// table: the fold must probe users through its index. Planned on an empty
-// table, the probe was a sequential scan per new user, over the pages the
-// same statement was filling: quadratic in the users a fold creates.
+// TestFoldProbesUsersByIndex: the fold must probe users through its index,
+// even when users looked empty to the planner. Planned on an empty table,
+// the probe was a sequential scan per new user, over the pages the same
+// statement was filling: quadratic in the users a fold creates.
 func TestFoldProbesUsersByIndex(t *testing.T) {
-	s, pool, ac := newStore(t)
-	var events []usage.Event
-	for i := range 500 {
-		events = append(events, ev(fmt.Sprintf("e%d", i), fmt.Sprintf("user-%d", i), "2026-10-05T12:00:00Z"))
+	_, pool, ac := newStore(t)
+	// As after autovacuum analyzed the tables while they were empty.
+	if _, err := pool.Exec(t.Context(), `ANALYZE users; ANALYZE rollup_pending`); err != nil {
+		t.Fatal(err)
 	}
-	record(t, s, ac, &postgres.Batch{Events: events})
-	// Statistics of this session reach the shared counters when it next
-	// goes idle; one connection, so the fold's backend is the one flushed.
-	conn, err := pool.Acquire(t.Context())
+	tx, err := pool.Begin(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Release()
-	seqScans := func() int64 {
-		t.Helper()
-		if _, err := conn.Exec(t.Context(), `SELECT pg_stat_force_next_flush()`); err != nil {
-			t.Fatal(err)
-		}
-		var n int64
-		if err := conn.QueryRow(t.Context(), `SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'users'`).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
-	// As after autovacuum analyzed the table while it was empty.
-	if _, err := conn.Exec(t.Context(), `ANALYZE users`); err != nil {
+	defer tx.Rollback(t.Context())
+	if _, err := tx.Exec(t.Context(), postgres.SetFoldSettings); err != nil {
 		t.Fatal(err)
 	}
-	before := seqScans()
-	tx, err := conn.Begin(t.Context())
-	if err != nil {
-		t.Fatal(err)
+	plan := explain(t, tx, postgres.FoldUsers, ac)
+	if strings.Contains(plan, "Seq Scan on users") {
+		t.Fatalf("the fold scans users sequentially:\n%s", plan)
 	}
-	if err := postgres.FoldIn(t.Context(), tx, ""); err != nil {
-		t.Fatal(err)
-	}
-	// What the fold set is its own: the report job goes on in the same
-	// transaction with the session's settings.
-	var seqscan, planMode string
-	if err := tx.QueryRow(t.Context(), `SELECT current_setting('enable_seqscan'), current_setting('plan_cache_mode')`).Scan(&seqscan, &planMode); err != nil {
-		t.Fatal(err)
-	}
-	if seqscan != "on" || planMode != "auto" {
-		t.Fatalf("after the fold, in its transaction: enable_seqscan %s, plan_cache_mode %s", seqscan, planMode)
-	}
-	if err := tx.Commit(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	if n := count(t, pool, `SELECT count(*) FROM users`); n != 500 {
-		t.Fatalf("%d users, want 500", n)
-	}
-	if n := seqScans() - before; n != 0 {
-		t.Fatalf("the fold scanned users sequentially %d times", n)
+	if !strings.Contains(plan, "users_pkey") {
+		t.Fatalf("the fold does not probe users_pkey:\n%s", plan)
 	}
 }
 
-// TestFoldIsNotJITCompiled: with the fold's enable_seqscan off, a scan of
-// rollup_pending costs over 10^10, past jit_above_cost, and compiling a fold
-// statement took ~0.5 s even with nothing to fold. Every read of the rollup
-// folds first, so each report and each identity statistic paid it twice.
+// explain returns the text plan of a statement.
+func explain(t *testing.T, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, sql string, args ...any) string {
+	t.Helper()
+	rows, err := q.Query(t.Context(), "EXPLAIN "+sql, args...)
+	if err != nil {
+		t.Fatalf("explain: %v", err)
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatalf("explain: %v", err)
+	}
+	return strings.Join(lines, "\n")
+}
+
+// TestFoldIsNotJITCompiled: with the fold's enable_seqscan off, a scan
+// costs over 10^10, past jit_above_cost, and compiling a fold statement
+// took ~0.5 s even with nothing to fold. Every read of the rollup folds
+// first, so each report and each identity statistic paid it.
 func TestFoldIsNotJITCompiled(t *testing.T) {
-	_, pool, _ := newStore(t)
+	_, pool, ac := newStore(t)
 	tx, err := pool.Begin(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -589,124 +571,120 @@ func TestFoldIsNotJITCompiled(t *testing.T) {
 	if _, err := tx.Exec(t.Context(), postgres.SetFoldSettings); err != nil {
 		t.Fatal(err)
 	}
-	for p := range postgres.FoldDeleting {
-		statements := []struct {
-			name string
-			sql  string
-			args []any
-		}{
-			{"deleting", postgres.FoldDeleting[p], []any{nil, 2_000_000}},
-			{"range", postgres.FoldRange[p], []any{0, 54_000}},
+	for name, sql := range map[string]string{"month users": postgres.FoldMonthUsers, "users": postgres.FoldUsers,
+		"delete": postgres.FoldDelete} {
+		var plan string
+		if err := tx.QueryRow(t.Context(), "EXPLAIN (FORMAT JSON) "+sql, ac).Scan(&plan); err != nil {
+			t.Fatalf("explain the %s fold: %v", name, err)
 		}
-		for _, st := range statements {
-			var plan string
-			if err := tx.QueryRow(t.Context(), "EXPLAIN (FORMAT JSON) "+st.sql, st.args...).Scan(&plan); err != nil {
-				t.Fatalf("explain the %s fold of partition %d: %v", st.name, p, err)
-			}
-			if strings.Contains(plan, `"JIT"`) {
-				t.Errorf("the %s fold of partition %d is JIT-compiled:\n%s", st.name, p, plan)
-			}
+		if strings.Contains(plan, `"JIT"`) {
+			t.Errorf("the %s fold is JIT-compiled:\n%s", name, plan)
 		}
 	}
 }
 
-// TestFoldSlotWaitsForWriters holds a write to the current slot open while
-// a fold switches slots, and writes to the old slot while that fold holds
-// it: the fold waits for the first and folds it; the second waits for the
-// fold and is folded by the switch after next. Nothing is lost or counted
-// twice.
-func TestFoldSlotWaitsForWriters(t *testing.T) {
+// TestConcurrentFoldsFoldEachEventOnce folds one account from several
+// goroutines at once while bodies keep arriving: folds that race for the
+// same events start again, and every event reaches the rollup exactly once.
+func TestConcurrentFoldsFoldEachEventOnce(t *testing.T) {
 	s, pool, ac := newStore(t)
 	ctx := t.Context()
-	var slot int
-	if err := pool.QueryRow(ctx, `SELECT last_value FROM rollup_slot`).Scan(&slot); err != nil {
-		t.Fatal(err)
+	const bodies, perBody = 20, 50
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	var folded [4]int64
+	for g := range folded {
+		wg.Go(func() {
+			for {
+				n, err := s.FoldRollup(ctx, ac)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				folded[g] += n
+				select {
+				case <-stop:
+					return
+				default:
+				}
+			}
+		})
 	}
-	// A pending row as a body writes it: account, identity (also the
-	// event id), slot.
-	const pendingRow = `INSERT INTO rollup_pending (account_sid, month, service_sid, identity, event_id,
-	    occurred_at, activity, activity_bit, source_bit, identity_flags, received_at, slot)
-	    VALUES ($1, '2026-10-01', 'IS1', $2, $2, '2026-10-05T12:00:00Z', 'join', 4, 1, 0, now(), $3)`
-	pend := func(tx pgx.Tx, slot int, identity string) {
-		t.Helper()
-		if _, err := tx.Exec(ctx, pendingRow,
-			ac, identity, slot); err != nil {
-			t.Fatal(err)
+	for b := range bodies {
+		var es []usage.Event
+		for i := range perBody {
+			// Users recur across bodies, so folds merge into the same rows.
+			es = append(es, ev(fmt.Sprintf("b%d-%d", b, i), fmt.Sprintf("user-%d", (b*7+i)%60),
+				fmt.Sprintf("2026-10-%02dT12:00:00Z", 1+(b+i)%28)))
 		}
+		record(t, s, ac, &postgres.Batch{Events: es})
 	}
-	first, err := pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
+	close(stop)
+	wg.Wait()
+	fold(t, s)
+	total := int64(0)
+	for _, n := range folded {
+		total += n
 	}
-	defer first.Rollback(ctx)
-	pend(first, slot, "alice")
-
-	folded := make(chan int64, 1)
-	go func() {
-		n, err := postgres.FoldSlot(s, context.WithoutCancel(ctx), true)
-		if err != nil {
-			t.Error(err)
-		}
-		folded <- n
-	}()
-	// The fold has switched and waits for the open write.
-	waitFor(t, pool, `SELECT count(*) FROM pg_locks WHERE NOT granted AND mode = 'ShareLock'
-		AND relation = $1::regclass`, fmt.Sprintf("rollup_pending_%d", slot))
-	var now int
-	if err := pool.QueryRow(ctx, `SELECT last_value FROM rollup_slot`).Scan(&now); err != nil {
-		t.Fatal(err)
+	if n := count(t, pool, `SELECT sum(events) FROM month_users WHERE account_sid = $1`, ac); n != bodies*perBody {
+		t.Fatalf("the rollup counts %d events, want %d", n, bodies*perBody)
 	}
-	if now == slot {
-		t.Fatal("the fold waits without having switched the slot")
+	if n := count(t, pool, `SELECT count(*) FROM month_users WHERE account_sid = $1`, ac); n != 60 {
+		t.Fatalf("%d user-months, want 60", n)
 	}
-
-	// A body that read the old slot before the switch writes to it now:
-	// it queues behind the fold.
-	late, err := pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer late.Rollback(ctx)
-	wrote := make(chan error, 1)
-	go func() {
-		_, err := late.Exec(ctx, pendingRow, ac, "bob", slot)
-		wrote <- err
-	}()
-	waitFor(t, pool, `SELECT count(*) FROM pg_locks WHERE NOT granted AND mode = 'RowExclusiveLock'
-		AND relation = $1::regclass`, fmt.Sprintf("rollup_pending_%d", slot))
-
-	if err := first.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if n := <-folded; n != 1 {
-		t.Fatalf("the fold folded %d events, want alice's 1", n)
-	}
-	if err := <-wrote; err != nil {
-		t.Fatal(err)
-	}
-	if err := late.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
-	// The old slot was emptied by the fold, and then got bob's event.
-	if n := count(t, pool, fmt.Sprintf(`SELECT count(*) FROM rollup_pending_%d`, slot)); n != 1 {
-		t.Fatalf("%d events in the old slot after the fold, want bob's 1", n)
-	}
-	var events []int64
-	for range 2 {
-		n, err := postgres.FoldSlot(s, ctx, true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		events = append(events, n)
-	}
-	if fmt.Sprint(events) != "[0 1]" {
-		t.Fatalf("the next two switches folded %v events, want [0 1]", events)
-	}
-	if n := count(t, pool, `SELECT sum(events) FROM month_users`); n != 2 {
-		t.Fatalf("the rollup counts %d events, want 2", n)
+	if n := count(t, pool, `SELECT count(*) FROM users WHERE account_sid = $1`, ac); n != 60 {
+		t.Fatalf("%d users, want 60", n)
 	}
 	if n := count(t, pool, `SELECT count(*) FROM rollup_pending`); n != 0 {
 		t.Fatalf("%d events still pending", n)
+	}
+}
+
+// TestReadDoesNotWaitForAnotherAccountsFold holds a fold of one account
+// open and reads another: the read folds its own account and answers
+// while the other fold is still in flight.
+func TestReadDoesNotWaitForAnotherAccountsFold(t *testing.T) {
+	s, pool, busy := newStore(t)
+	other, err := s.CreateAccount(t.Context(), "Other", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	record(t, s, busy, events(ev("e1", "alice", "2026-10-05T12:00:00Z")))
+	record(t, s, other.SID, events(ev("e1", "bob", "2026-10-05T12:00:00Z")))
+
+	// A fold of busy that has merged and deleted but not committed.
+	tx, err := pool.BeginTx(t.Context(), pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(t.Context())
+	for _, sql := range []string{postgres.SetFoldSettings, postgres.FoldMonthUsers, postgres.FoldUsers, postgres.FoldDelete} {
+		args := []any{busy}
+		if sql == postgres.SetFoldSettings {
+			args = nil
+		}
+		if _, err := tx.Exec(t.Context(), sql, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	m, err := usage.ParseMonth("2026-10")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.ActiveUsers(ctx, other.SID, m)
+	if err != nil {
+		t.Fatalf("reading another account while a fold is in flight: %v", err)
+	}
+	if n != 1 {
+		t.Fatalf("ActiveUsers = %d, want 1", n)
+	}
+	if err := tx.Commit(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := activeUsers(t, s, busy, "2026-10"); got != 1 {
+		t.Fatalf("the busy account has %d active users, want 1", got)
 	}
 }
 

@@ -1,16 +1,16 @@
 package postgres
 
-// FoldIn exposes foldIn to the tests, which fold on a connection they hold.
-var FoldIn = foldIn
+// SetFoldSettings are the settings a fold runs with, for tests that
+// EXPLAIN its statements.
+var SetFoldSettings = setFoldSettings
 
-// FoldSlot exposes foldSlot to the tests, which switch slots while writes
-// are open.
-var FoldSlot = (*Store).foldSlot
-
-// The fold's statements (filled in by init, hence pointers) and the
-// settings they run with, for tests that EXPLAIN them.
+// The fold's statements, for tests that EXPLAIN them.
 var (
-	FoldDeleting    = &foldDeleting
-	FoldRange       = &foldRange
-	SetFoldSettings = setFoldSettings
+	FoldMonthUsers = foldMonthUsers
+	FoldUsers      = foldUsers
+	FoldDelete     = foldDelete
 )
+
+// AfterMonthLock makes FinalizeMonth call fn while it holds its month's
+// lock, for tests that ingest meanwhile.
+func (s *Store) AfterMonthLock(fn func()) { s.afterMonthLock = fn }

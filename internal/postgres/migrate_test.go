@@ -89,42 +89,43 @@ func TestRollupPendingMigrationDownFolds(t *testing.T) {
 	}
 }
 
-// TestRollupSlotsMigrationRoundTrip takes pending events in both slots down
-// to the table without slots and back: none is lost or folded twice.
-func TestRollupSlotsMigrationRoundTrip(t *testing.T) {
+// TestScaleOutMigrationRoundTrip takes pending events down to the slot
+// partitions of migration 13 and back to the table the per-account fold
+// reads: none is lost or folded twice.
+func TestScaleOutMigrationRoundTrip(t *testing.T) {
 	s, pool, ac := newStore(t)
 	record(t, s, ac, events(ev("e1", "alice", "2026-10-05T12:00:00Z")))
-	if _, err := pool.Exec(t.Context(), `SELECT setval('rollup_slot', 1)`); err != nil {
-		t.Fatal(err)
-	}
+	fold(t, s)
 	record(t, s, ac, events(ev("e2", "alice", "2026-10-06T12:00:00Z"), ev("e3", "bob", "2026-10-07T00:00:00Z")))
-	for _, c := range []struct {
-		sql  string
-		want int64
-	}{
-		{`SELECT count(*) FROM rollup_pending_0`, 1},
-		{`SELECT count(*) FROM rollup_pending_1`, 2},
-	} {
-		if n := count(t, pool, c.sql); n != c.want {
-			t.Fatalf("before down: %s = %d, want %d", c.sql, n, c.want)
-		}
-	}
 	m, err := postgres.NewMigrator(pool)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	if err := m.DownTo(t.Context(), 12); err != nil { // below the slots (13)
+	if err := m.DownTo(t.Context(), 14); err != nil { // below the scale-out (15)
 		t.Fatal(err)
 	}
-	if n := count(t, pool, `SELECT count(*) FROM rollup_pending`); n != 3 {
-		t.Fatalf("after down: %d events pending, want 3", n)
+	for _, c := range []struct {
+		sql  string
+		want int64
+	}{
+		{`SELECT count(*) FROM rollup_pending_0`, 2},
+		{`SELECT count(*) FROM rollup_pending_1`, 0},
+		{`SELECT last_value FROM rollup_slot`, 0},
+		{`SELECT count(*) FROM pg_proc WHERE proname = 'tally_distribute'`, 0},
+	} {
+		if n := count(t, pool, c.sql); n != c.want {
+			t.Errorf("after down: %s = %d, want %d", c.sql, n, c.want)
+		}
 	}
 	if err := m.Up(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if n := count(t, pool, `SELECT count(*) FROM rollup_pending_0`); n != 3 {
-		t.Fatalf("after up: %d events pending in slot 0, want 3", n)
+	if n := count(t, pool, `SELECT count(*) FROM rollup_pending`); n != 2 {
+		t.Fatalf("after up: %d events pending, want 2", n)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM pg_class WHERE relname = 'rollup_slot'`); n != 0 {
+		t.Fatalf("after up: the slot sequence is still there")
 	}
 	record(t, s, ac, events(ev("e4", "carol", "2026-10-08T00:00:00Z")))
 	if got := activeUsers(t, s, ac, "2026-10"); got != 3 {

@@ -294,18 +294,38 @@ type FinalizeResult struct {
 
 // FinalizeMonth stores version 1 of a month, or version N+1 when users were
 // added since version N, and nothing when no user was added. It holds the
-// month's advisory lock exclusively, so concurrent runs (replicas, the CLI)
-// store one version, and no body for the month commits meanwhile.
+// month's row in account_months FOR UPDATE, so concurrent runs (replicas,
+// the CLI) store one version, and no body for the month commits meanwhile.
+// It locks nothing else: bodies for other months, folds and reads of the
+// account go on.
 func (s *Store) FinalizeMonth(ctx context.Context, accountSID string, m usage.Month) (FinalizeResult, error) {
+	select {
+	case s.finalizing <- struct{}{}:
+		defer func() { <-s.finalizing }()
+	case <-ctx.Done():
+		return FinalizeResult{}, fmt.Errorf("finalize %s %s: %w", accountSID, m, translate(ctx.Err()))
+	}
 	var res FinalizeResult
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		now := s.now().UTC()
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, monthLockKey(accountSID, m)); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO account_months (account_sid, month) VALUES ($1, $2)
+			ON CONFLICT DO NOTHING`, accountSID, m.Start()); err != nil {
+			return fmt.Errorf("note month: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `SELECT 1 FROM account_months WHERE account_sid = $1 AND month = $2
+			FOR UPDATE`, accountSID, m.Start()); err != nil {
 			return fmt.Errorf("lock month: %w", err)
 		}
+		if s.afterMonthLock != nil {
+			s.afterMonthLock()
+		}
 		// Bodies for the month that committed before the lock was granted
-		// may still be pending: fold them in this transaction.
-		if err := foldIn(ctx, tx, accountSID); err != nil {
+		// may still be pending: fold them, in a transaction of the fold's
+		// own, so that the fold's locks are not held while the version is
+		// written. This transaction reads committed data statement by
+		// statement; what it reads of the month cannot change while it
+		// holds the month: only a body for the month adds to it.
+		if err := s.fold(ctx, accountSID); err != nil {
 			return err
 		}
 		prev := usage.Report{AccountSID: accountSID, Month: m}

@@ -23,6 +23,14 @@ import (
 type Store struct {
 	pool *pgxpool.Pool
 	now  func() time.Time
+	// finalizing lets one FinalizeMonth at a time run in this process: each
+	// holds a connection for its transaction and takes a second one to
+	// fold, so several at once could hold every connection of the pool and
+	// wait for each other's second one.
+	finalizing chan struct{}
+	// afterMonthLock, when set (by tests), runs while FinalizeMonth holds
+	// its month's lock.
+	afterMonthLock func()
 }
 
 // New returns a Store on pool. now is the clock; "now" is read once per
@@ -31,7 +39,7 @@ func New(pool *pgxpool.Pool, now func() time.Time) *Store {
 	if now == nil {
 		now = time.Now
 	}
-	return &Store{pool: pool, now: now}
+	return &Store{pool: pool, now: now, finalizing: make(chan struct{}, 1)}
 }
 
 // Pool returns the underlying pool, for health checks and migrations.
