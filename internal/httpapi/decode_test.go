@@ -263,24 +263,3 @@ func FuzzIdentityPath(f *testing.F) {
 		}
 	})
 }
-
-// FuzzVerifyBody: the hand-read form of a verification body is read as
-// encoding/json reads it, and only bodies that encoding/json accepts.
-func FuzzVerifyBody(f *testing.F) {
-	f.Add([]byte(`{"token":"eyJhbGciOiJIUzI1NiJ9.e30.AAAA"}`))
-	f.Add([]byte(" {\"token\":\"a\\\"}\n"))
-	f.Add([]byte(`{"token":"a"}{"token":"b"}`))
-	f.Add([]byte(`{"token":"a","token":"b"}`))
-	f.Fuzz(func(t *testing.T, body []byte) {
-		tok, ok := plainToken(body)
-		if !ok {
-			return
-		}
-		var req struct {
-			Token string `json:"token"`
-		}
-		if err := decodeFrom(bytes.NewReader(body), &req); err != nil || req.Token != tok {
-			t.Fatalf("hand-read %q as %q; encoding/json: %q, %v", body, tok, req.Token, err)
-		}
-	})
-}

@@ -1,12 +1,13 @@
 package httpapi
 
 import (
-	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+	"math"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -17,8 +18,10 @@ import (
 
 type mintRequest struct {
 	Identity string `json:"identity"`
-	TTL      *int64 `json:"ttl"`
-	Grants   struct {
+	// TTL is raw so that a number that is not a whole number of seconds
+	// (3600.5) is told apart from one of another type ("3600").
+	TTL    json.RawMessage `json:"ttl"`
+	Grants struct {
 		Chat *token.ChatGrant `json:"chat"`
 		Sync *token.SyncGrant `json:"sync"`
 	} `json:"grants"`
@@ -46,12 +49,9 @@ func (s *Server) mintToken(c echo.Context) error {
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
-	ttl := token.DefaultTTL
-	if req.TTL != nil {
-		if *req.TTL < int64(token.MinTTL/time.Second) || *req.TTL > int64(token.MaxTTL/time.Second) {
-			return usage.Invalid("ttl", "must be from 180 to 86400 seconds")
-		}
-		ttl = time.Duration(*req.TTL) * time.Second
+	ttl, err := parseTTL(req.TTL)
+	if err != nil {
+		return err
 	}
 	p := principal(c)
 	key, err := s.keys.entry(c.Request().Context(), p.KeySID)
@@ -70,6 +70,29 @@ func (s *Server) mintToken(c echo.Context) error {
 		TTL       int64     `json:"ttl"`
 		ExpiresAt time.Time `json:"expires_at"`
 	}{req.Identity, tok, int64(ttl / time.Second), exp})
+}
+
+// parseTTL reads the ttl of a mint request: absent or null for the
+// default, else a JSON number that is a whole number of seconds within
+// Twilio's bounds (a *usage.ValidationError otherwise, 422).
+func parseTTL(raw json.RawMessage) (time.Duration, error) {
+	s := string(raw)
+	if s == "" || s == "null" {
+		return token.DefaultTTL, nil
+	}
+	if s[0] != '-' && (s[0] < '0' || s[0] > '9') {
+		return 0, usage.Invalid("ttl", "must be a JSON number: an integer number of seconds from 180 to 86400")
+	}
+	// raw is a valid JSON number (the decoder checked it), which ParseFloat
+	// reads; a float64 holds every integer of the range exactly.
+	f, err := strconv.ParseFloat(s, 64)
+	if err == nil && f != math.Trunc(f) {
+		return 0, usage.Invalid("ttl", "must be an integer number of seconds, from 180 to 86400; %s has a fraction", s)
+	}
+	if err != nil || f < float64(token.MinTTL/time.Second) || f > float64(token.MaxTTL/time.Second) {
+		return 0, usage.Invalid("ttl", "must be from 180 to 86400 seconds")
+	}
+	return time.Duration(f) * time.Second, nil
 }
 
 // lookupKey finds a token's key for verification, through the same cache
@@ -93,16 +116,18 @@ func (s *Server) verifyToken(c echo.Context) error {
 	if err := s.authorizeTokens(c, account); err != nil {
 		return err
 	}
-	tok, err := readVerifyBody(c)
-	if err != nil {
+	var req struct {
+		Token string `json:"token"`
+	}
+	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
-	if tok == "" {
+	if req.Token == "" {
 		return usage.Invalid("token", "is required")
 	}
 	ctx := c.Request().Context()
 	now := s.now().UTC()
-	cl, err := token.Verify(ctx, tok, account, now, s.lookupKey)
+	cl, err := token.Verify(ctx, req.Token, account, now, s.lookupKey)
 	if err != nil {
 		var inv *token.Invalid
 		if errors.As(err, &inv) {
@@ -111,14 +136,15 @@ func (s *Server) verifyToken(c echo.Context) error {
 		}
 		return err
 	}
-	// One authenticate event per granted service, through the ingest path.
+	// One authenticate event per granted service, through the ingest path;
+	// a token with neither a chat nor a sync grant records nothing.
 	var events []usage.Event
 	if g := cl.Grants.Chat; g != nil {
-		events = append(events, usage.Event{ID: token.EventID(tok, "chat"), Activity: usage.Authenticate,
+		events = append(events, usage.Event{ID: cl.EventID("chat"), Activity: usage.Authenticate,
 			Source: usage.SDK, ServiceSID: g.ServiceSID, Identity: cl.Grants.Identity, OccurredAt: now, EndpointID: g.EndpointID})
 	}
 	if g := cl.Grants.Sync; g != nil {
-		events = append(events, usage.Event{ID: token.EventID(tok, "data_sync"), Activity: usage.Authenticate,
+		events = append(events, usage.Event{ID: cl.EventID("data_sync"), Activity: usage.Authenticate,
 			Source: usage.SDK, ServiceSID: g.ServiceSID, Identity: cl.Grants.Identity, OccurredAt: now, EndpointID: g.EndpointID})
 	}
 	for i := range events {
@@ -134,14 +160,6 @@ func (s *Server) verifyToken(c echo.Context) error {
 		}
 	}
 	s.metrics.verifies.WithLabelValues("valid").Inc()
-	// Written by hand when every string is plain (nearly always), and by
-	// encoding/json otherwise or when ?pretty asks echo to indent: the
-	// reflection was a sixth of a verification's handler.
-	if c.Request().URL.RawQuery == "" {
-		if b, ok := appendVerified(make([]byte, 0, 512), cl); ok {
-			return c.JSONBlob(http.StatusOK, b)
-		}
-	}
 	return c.JSON(http.StatusOK, newVerified(cl))
 }
 
@@ -162,126 +180,6 @@ func newVerified(cl token.Claims) verified {
 		notBefore = &cl.NotBefore
 	}
 	return verified{true, cl.Grants.Identity, cl.AccountSID, cl.KeySID, cl.Grants, notBefore, cl.ExpiresAt}
-}
-
-// appendVerified appends what encoding/json's Encoder writes for
-// newVerified(cl), newline included, or reports false when a string needs
-// escaping, which it leaves to encoding/json (TestAppendVerified holds the
-// two to the same bytes).
-func appendVerified(b []byte, cl token.Claims) ([]byte, bool) {
-	w := plainWriter{b: b, ok: true}
-	g := cl.Grants
-	w.raw(`{"valid":true,"identity":`)
-	w.str(g.Identity)
-	w.raw(`,"account_sid":`)
-	w.str(cl.AccountSID)
-	w.raw(`,"api_key_sid":`)
-	w.str(cl.KeySID)
-	w.raw(`,"grants":{"identity":`)
-	w.str(g.Identity)
-	if ch := g.Chat; ch != nil {
-		w.raw(`,"chat":{"service_sid":`)
-		w.str(ch.ServiceSID)
-		w.optional(`,"endpoint_id":`, ch.EndpointID)
-		w.optional(`,"deployment_role_sid":`, ch.DeploymentRoleSID)
-		w.optional(`,"push_credential_sid":`, ch.PushCredentialSID)
-		w.raw(`}`)
-	}
-	if sy := g.Sync; sy != nil {
-		w.raw(`,"data_sync":{"service_sid":`)
-		w.str(sy.ServiceSID)
-		w.optional(`,"endpoint_id":`, sy.EndpointID)
-		w.raw(`}`)
-	}
-	w.raw(`},"not_before":`)
-	if cl.NotBefore.IsZero() {
-		w.raw(`null`)
-	} else {
-		w.time(cl.NotBefore)
-	}
-	w.raw(`,"expires_at":`)
-	w.time(cl.ExpiresAt)
-	w.raw("}\n")
-	return w.b, w.ok
-}
-
-// plainWriter appends JSON whose strings need no escaping; ok turns false
-// at the first string that does.
-type plainWriter struct {
-	b  []byte
-	ok bool
-}
-
-func (w *plainWriter) raw(s string) { w.b = append(w.b, s...) }
-
-// str appends s quoted. Plain is printable ASCII other than the quote, the
-// backslash and the characters encoding/json escapes for HTML (<, >, &).
-func (w *plainWriter) str(s string) {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			w.ok = false
-			return
-		}
-	}
-	w.b = append(append(append(w.b, '"'), s...), '"')
-}
-
-// optional appends key and s unless s is empty (omitempty).
-func (w *plainWriter) optional(key, s string) {
-	if s != "" {
-		w.raw(key)
-		w.str(s)
-	}
-}
-
-// time appends t as time.Time's MarshalJSON does (RFC 3339 with the
-// fraction it has; a token's times are within years 1970 to 9999).
-func (w *plainWriter) time(t time.Time) {
-	w.b = append(t.AppendFormat(append(w.b, '"'), time.RFC3339Nano), '"')
-}
-
-// readVerifyBody reads the body of a verification, {"token": "…"}, by
-// decodeJSON's rules. A token is printable ASCII without quotes or
-// backslashes, so the body a client sends is nearly always exactly
-// {"token":"…"}, and that form is read by hand: encoding/json, scanning
-// the token's characters twice, took a tenth of a verification. Anything
-// else goes through encoding/json.
-func readVerifyBody(c echo.Context) (string, error) {
-	b, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, MaxJSONBody))
-	if err != nil {
-		return "", jsonError(err)
-	}
-	if tok, ok := plainToken(b); ok {
-		return tok, nil
-	}
-	var req struct {
-		Token string `json:"token"`
-	}
-	if err := decodeFrom(bytes.NewReader(b), &req); err != nil {
-		return "", err
-	}
-	return req.Token, nil
-}
-
-// plainToken reads a body of the form {"token":"…"}, with JSON whitespace
-// around it, whose string holds no byte that JSON would escape or decode
-// (control characters, quotes, backslashes, non-ASCII); it reports false
-// for any other body.
-func plainToken(b []byte) (string, bool) {
-	rest, ok := bytes.CutPrefix(bytes.Trim(b, " \t\r\n"), []byte(`{"token":"`))
-	if !ok {
-		return "", false
-	}
-	tok, ok := bytes.CutSuffix(rest, []byte(`"}`))
-	if !ok {
-		return "", false
-	}
-	for _, ch := range tok {
-		if ch < 0x20 || ch > 0x7e || ch == '"' || ch == '\\' {
-			return "", false
-		}
-	}
-	return string(tok), true
 }
 
 // invalidToken is a 401 that a client tells from a bad API key by its type

@@ -22,10 +22,11 @@ type claims struct {
 	Grants *Grants      `json:"grants,omitempty"`
 }
 
-// claims satisfies jwt.Claims only so that golang-jwt can decode it and check
-// the signature; golang-jwt's own claim validation is turned off, because the
-// contract's time rules (iat standing in for nbf, the 24-hour lifetime) and
-// its one-reason-per-refusal are not golang-jwt's, and are checked in Verify.
+// claims satisfies jwt.Claims only so that golang-jwt's Parser can decode
+// it and check the signature; its claim validation is turned off
+// (WithoutClaimsValidation), because the contract's time rules (iat standing
+// in for nbf, the 24-hour lifetime, the leeway inclusive at 60 s) and its
+// one-reason-per-refusal are not golang-jwt's, and are checked in Verify.
 func (c *claims) GetExpirationTime() (*jwt.NumericDate, error) { return nil, nil }
 func (c *claims) GetIssuedAt() (*jwt.NumericDate, error)       { return nil, nil }
 func (c *claims) GetNotBefore() (*jwt.NumericDate, error)      { return nil, nil }

@@ -13,7 +13,9 @@ import (
 
 // FuzzVerify: Verify never panics, and never accepts a token unless its
 // signature verifies, by golang-jwt on its own, with the secret of an active
-// key of the path's account, and it names a valid identity.
+// key of the path's account, and it names a valid identity; and a token it
+// accepts is canonical (its segments re-encoded are itself), so no two
+// spellings of one token are both accepted and counted twice.
 func FuzzVerify(f *testing.F) {
 	g := Grants{Identity: "alice", Chat: &ChatGrant{ServiceSID: "IS1"}, Sync: &SyncGrant{ServiceSID: "IS2", EndpointID: "e"}}
 	good, _, _, err := Mint(account, keySID, secret, g, now, time.Hour)
@@ -36,6 +38,10 @@ func FuzzVerify(f *testing.F) {
 		"eyJhbGciOiJub25lIn0." + parts[1] + ".",
 		"eyJhbGciOiJIUzI1NiJ9.e30.AAAA",
 		strings.ToUpper(good),
+		respell(f, good, 2, 1),
+		good + "\n",
+		" " + good,
+		good + "=",
 		"a.b.c",
 		"..",
 	} {
@@ -50,7 +56,10 @@ func FuzzVerify(f *testing.F) {
 		if lerr != nil || key.Revoked || key.AccountSID != account || len(key.Secret) == 0 {
 			t.Fatalf("accepted a token of key %s (%+v, %v)", c.KeySID, key, lerr)
 		}
-		_, perr := jwt.NewParser(jwt.WithValidMethods([]string{"HS256", "HS384", "HS512"}), jwt.WithoutClaimsValidation()).
+		if c.canonical != tok {
+			t.Fatalf("accepted %q, whose canonical spelling is %q", tok, c.canonical)
+		}
+		_, perr := jwt.NewParser(jwt.WithValidMethods([]string{"HS256", "HS384", "HS512"}), jwt.WithStrictDecoding(), jwt.WithoutClaimsValidation()).
 			Parse(tok, func(*jwt.Token) (any, error) { return key.Secret, nil })
 		if perr != nil {
 			t.Fatalf("accepted a token whose signature does not verify: %v", perr)

@@ -2,7 +2,9 @@ package token
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -106,8 +108,14 @@ func reason(err error) Reason {
 	return "error"
 }
 
+// TestEventID: a verified token's event id is the same every time it is
+// verified, differs between tokens minted in the same second (whose jti is
+// the same) and between grants, and is what the id was before tokens were
+// decoded strictly, so events recorded then are not recorded again.
 func TestEventID(t *testing.T) {
-	g := func(id string) Grants { return Grants{Identity: id, Chat: &ChatGrant{ServiceSID: "IS1"}} }
+	g := func(id string) Grants {
+		return Grants{Identity: id, Chat: &ChatGrant{ServiceSID: "IS1"}, Sync: &SyncGrant{ServiceSID: "IS2"}}
+	}
 	a, _, _, err := Mint(account, keySID, secret, g("alice"), now, time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -121,14 +129,30 @@ func TestEventID(t *testing.T) {
 	if ca["jti"] != cb["jti"] {
 		t.Fatalf("jti %v and %v, want equal for tokens minted in the same second", ca["jti"], cb["jti"])
 	}
+	verify := func(tok string) Claims {
+		t.Helper()
+		c, err := Verify(t.Context(), tok, account, now, lookup)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	va, va2, vb := verify(a), verify(a), verify(b)
+	// The id as it was derived from the token string before (event.go).
+	legacy := func(tok, grant string) string {
+		sum := sha256.Sum256([]byte(tok + "\x00" + grant))
+		return "auth-" + hex.EncodeToString(sum[:])
+	}
 	tests := []struct {
 		name       string
 		x, y       string
 		wantEquals bool
 	}{
-		{"same token, same grant", EventID(a, "chat"), EventID(a, "chat"), true},
-		{"same second, other identity", EventID(a, "chat"), EventID(b, "chat"), false},
-		{"same token, other grant", EventID(a, "chat"), EventID(a, "data_sync"), false},
+		{"same token verified twice", va.EventID("chat"), va2.EventID("chat"), true},
+		{"same second, other identity", va.EventID("chat"), vb.EventID("chat"), false},
+		{"same token, other grant", va.EventID("chat"), va.EventID("data_sync"), false},
+		{"as before strict decoding, chat", va.EventID("chat"), legacy(a, "chat"), true},
+		{"as before strict decoding, data_sync", vb.EventID("data_sync"), legacy(b, "data_sync"), true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,13 +2,12 @@ package token
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
-	"encoding/json"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -33,6 +32,11 @@ const (
 	LifetimeTooLong      Reason = "lifetime_too_long"
 	MissingIdentity      Reason = "missing_identity"
 )
+
+// DefaultService is the service a chat grant without service_sid counts its
+// user in: twilio-node lets a chat grant omit it, meaning the
+// Conversations default service of the account (§5).
+const DefaultService = "default"
 
 // Invalid is the error of a refused token. It is a separate type from a
 // lookup failure so that the HTTP layer answers 401 with Reason for it and
@@ -66,12 +70,39 @@ type Key struct {
 type Claims struct {
 	KeySID     string
 	AccountSID string
-	Grants     Grants
+	// Grants are the token's; a chat grant without service_sid reads as
+	// DefaultService.
+	Grants Grants
 	// NotBefore is nbf, else iat, else the zero time: a token may carry
 	// neither, and the caller then reports no start.
 	NotBefore time.Time
 	ExpiresAt time.Time
+
+	// canonical is the token re-encoded from its decoded segments: what
+	// EventID hashes.
+	canonical string
 }
+
+// EventID is the idempotency id of the authenticate event recorded for one
+// grant ("chat" or "data_sync") of the verified token. It hashes the whole
+// token rather than using the jti, because a jti is not unique: two tokens
+// of one key minted in the same second share it. It hashes the token
+// re-encoded from its decoded header, claims and signature, so that it
+// depends on what the token says and not on how it is spelled (§5); for the
+// canonical spelling, the only one Verify accepts, that is the token itself,
+// so the ids of events recorded before strict decoding are unchanged. The id
+// is "auth-" and 64 hex digits (69 bytes), well under the 128-byte limit on
+// event ids; the NUL keeps token and grant apart, as neither holds one.
+func (c Claims) EventID(grant string) string {
+	h := sha256.New()
+	h.Write([]byte(c.canonical))
+	h.Write([]byte{0})
+	h.Write([]byte(grant))
+	return "auth-" + hex.EncodeToString(h.Sum(nil))
+}
+
+// hmacAlgs are the algorithms Twilio's server libraries sign with.
+var hmacAlgs = []string{"HS256", "HS384", "HS512"}
 
 // Verify checks tok presented on accountSID's path at time now; lookup finds
 // the key named by the token's iss. A refusal is an *Invalid; any other error
@@ -79,78 +110,93 @@ type Claims struct {
 //
 // It accepts what Twilio's server libraries mint: alg HS256, HS384 or HS512
 // (and nothing else, "none" least of all), any typ and cty, extra header
-// members such as twilio-node's "twr", nbf or iat or neither, and NumericDates
-// with fractions. It is strict about what matters: the signature, the key,
-// the account, the times and the identity.
+// members such as twilio-node's "twr", nbf or iat or neither, NumericDates
+// with fractions, and a chat grant without service_sid. It is strict about
+// what matters: the spelling, the signature, the key, the account, the times
+// and the identity.
 //
-// The checks run in this order, so that nothing about a token's claims, nor
-// about a key of another account, is revealed unless the token's signature
-// holds:
+// The token is parsed and its signature checked by golang-jwt's Parser,
+// limited to the HMAC algorithms and decoding strictly; the contract's time
+// rules (iat standing in for nbf, the 24-hour lifetime, leeway inclusive at
+// exactly 60 s, one reason per refusal) are not golang-jwt's validator's,
+// so they are checked here. The checks run in this order, so that nothing
+// about a token's claims, nor about a key of another account, is revealed
+// unless the token's signature holds:
 //
-//  1. shape: three base64url segments, JSON header and claims, an iss
-//     (malformed);
+//  1. shape: exactly three segments of the base64url alphabet, each decoded
+//     strictly as RFC 7515 requires (no padding, no white space, no line
+//     breaks, unused bits zero: one spelling per token), a JSON object as
+//     header, JSON claims of the right types (malformed);
 //  2. alg (unsupported_algorithm);
-//  3. the key named by iss (unknown_key);
-//  4. the signature with that key's secret (bad_signature; but unknown_key
+//  3. no crit header, an iss (malformed);
+//  4. the key named by iss (unknown_key);
+//  5. the signature with that key's secret (bad_signature; but unknown_key
 //     when the key belongs to another account, which this account must not
 //     learn exists; an empty secret verifies nothing);
-//  5. the account: the key's account is the path's, and sub, when present,
+//  6. the account: the key's account is the path's, and sub, when present,
 //     is the key's account (wrong_account: a token that its own key's
 //     account signed for another account is no token of this one);
-//  6. revocation (revoked_key), after the account so that a key of another
+//  7. revocation (revoked_key), after the account so that a key of another
 //     account never reveals its state;
-//  7. exp present (malformed);
-//  8. lifetime: more than 24 h from nbf (or iat) to exp, or with neither,
+//  8. exp present (malformed);
+//  9. lifetime: more than 24 h from nbf (or iat) to exp, or with neither,
 //     exp more than 24 h from now (lifetime_too_long), before the clock
 //     checks because such a token was never acceptable: "expired" would tell
 //     its minter to mint another like it;
-//  9. exp more than 60 s past (expired), then nbf, or iat without nbf, more
+//  10. exp more than 60 s past (expired), then nbf, or iat without nbf, more
 //     than 60 s ahead (not_yet_valid);
-//  10. grants.identity present and valid by §1 (missing_identity: a token
+//  11. grants.identity present and valid by §1 (missing_identity: a token
 //     whose identity breaks §1 names no user that can be counted, and it
 //     parsed, so it is not malformed).
 func Verify(ctx context.Context, tok, accountSID string, now time.Time, lookup func(ctx context.Context, keySID string) (Key, error)) (Claims, error) {
-	alg, err := checkHeader(tok)
-	if err != nil {
+	if err := checkAlphabet(tok); err != nil {
 		return Claims{}, err
 	}
-	// The token is parsed here rather than by golang-jwt's parser, which
-	// decodes the header a second time and allocates a Token: on the verify
-	// path that was a fifth of the server's time. golang-jwt still checks
-	// the signature, and FuzzVerify holds every acceptance to its parser.
-	last := strings.LastIndexByte(tok, '.')
-	signed, sigSeg := tok[:last], tok[last+1:]
-	claimsSeg := signed[strings.IndexByte(signed, '.')+1:]
-	b, err := base64.RawURLEncoding.DecodeString(claimsSeg)
-	if err != nil {
-		return Claims{}, invalid(Malformed, "the claims are not base64url")
-	}
-	c, ok := scanClaims(string(b))
-	if !ok {
-		if err := json.Unmarshal(b, &c); err != nil {
-			return Claims{}, invalid(Malformed, "the claims are not a JSON object of valid claims: %v", err)
+	p := jwt.NewParser(jwt.WithValidMethods(hmacAlgs), jwt.WithStrictDecoding(), jwt.WithoutClaimsValidation())
+	var (
+		c      claims
+		key    Key
+		keyRan bool // the header and claims parsed and alg is HMAC
+	)
+	t, err := p.ParseWithClaims(tok, &c, func(t *jwt.Token) (any, error) {
+		keyRan = true
+		if _, ok := t.Header["crit"]; ok {
+			// RFC 7515 §4.1.11: extensions that must be understood, and no
+			// Twilio library uses any.
+			return nil, invalid(Malformed, "the header names critical extensions (crit), none of which is supported")
 		}
-	}
-	sig, err := base64.RawURLEncoding.DecodeString(sigSeg)
-	if err != nil {
-		return Claims{}, invalid(Malformed, "the signature is not base64url")
-	}
-	if c.Issuer == "" {
-		return Claims{}, invalid(Malformed, "no iss (the API key SID)")
-	}
-	key, err := lookup(ctx, c.Issuer)
-	switch {
-	case errors.Is(err, ErrUnknownKey):
-		return Claims{}, invalid(UnknownKey, "no API key %s", c.Issuer)
-	case err != nil:
-		return Claims{}, fmt.Errorf("verify token: look up key %s: %w", c.Issuer, err)
-	}
-	// An empty secret verifies nothing: anyone can compute an HMAC with it.
-	if len(key.Secret) == 0 || alg.Verify(signed, sig, key.Secret) != nil {
-		if key.AccountSID != accountSID {
-			return Claims{}, invalid(UnknownKey, "no API key %s", c.Issuer)
+		if c.Issuer == "" {
+			return nil, invalid(Malformed, "no iss (the API key SID)")
 		}
-		return Claims{}, invalid(BadSignature, "the signature does not verify with key %s", c.Issuer)
+		k, err := lookup(ctx, c.Issuer)
+		switch {
+		case errors.Is(err, ErrUnknownKey):
+			return nil, invalid(UnknownKey, "no API key %s", c.Issuer)
+		case err != nil:
+			return nil, fmt.Errorf("look up key %s: %w", c.Issuer, err)
+		}
+		key = k
+		if len(key.Secret) == 0 {
+			// Anyone can compute an HMAC with an empty secret.
+			return nil, badSignature(c.Issuer, key, accountSID)
+		}
+		return key.Secret, nil
+	})
+	if err != nil {
+		var inv *Invalid
+		switch {
+		case errors.As(err, &inv):
+			return Claims{}, inv
+		case errors.Is(err, jwt.ErrTokenMalformed), t == nil, t.Header == nil:
+			return Claims{}, invalid(Malformed, "%v", err)
+		case !keyRan:
+			// Parsed, but alg is missing, not a string, unknown to
+			// golang-jwt, or not one of hmacAlgs.
+			return Claims{}, invalid(UnsupportedAlgorithm, "alg %v: only HS256, HS384 and HS512 are accepted", t.Header["alg"])
+		case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+			return Claims{}, badSignature(c.Issuer, key, accountSID)
+		}
+		return Claims{}, fmt.Errorf("verify token: %w", err)
 	}
 
 	if key.AccountSID != accountSID {
@@ -162,102 +208,98 @@ func Verify(ctx context.Context, tok, accountSID string, now time.Time, lookup f
 	if key.Revoked {
 		return Claims{}, invalid(RevokedKey, "key %s is revoked", c.Issuer)
 	}
-	if c.Exp == nil {
-		return Claims{}, invalid(Malformed, "no exp")
-	}
-	exp := c.Exp.t
-	var start *numericDate
-	switch {
-	case c.NBF != nil:
-		start = c.NBF
-	case c.IAT != nil:
-		start = c.IAT
-	}
-	if start != nil && exp.Sub(start.t) > MaxLifetime {
-		return Claims{}, invalid(LifetimeTooLong, "more than 24 hours from %s to exp", startName(c))
-	}
-	if start == nil && exp.Sub(now) > MaxLifetime {
-		return Claims{}, invalid(LifetimeTooLong, "no nbf nor iat, and exp is more than 24 hours away")
-	}
-	if now.Sub(exp) > Leeway {
-		return Claims{}, invalid(Expired, "expired at %s", exp.Format(time.RFC3339))
-	}
-	if start != nil && start.t.Sub(now) > Leeway {
-		return Claims{}, invalid(NotYetValid, "not valid before %s (%s)", start.t.Format(time.RFC3339), startName(c))
+	if err := checkTimes(c, now); err != nil {
+		return Claims{}, err
 	}
 	if c.Grants == nil || usage.CheckIdentity(c.Grants.Identity) != "" {
 		return Claims{}, invalid(MissingIdentity, "grants.identity is missing or not a valid identity")
 	}
-	out := Claims{KeySID: c.Issuer, AccountSID: key.AccountSID, Grants: *c.Grants, ExpiresAt: exp}
-	if start != nil {
+	if ch := c.Grants.Chat; ch != nil && ch.ServiceSID == "" {
+		ch.ServiceSID = DefaultService
+	}
+	canonical, err := reencode(p, tok)
+	if err != nil {
+		return Claims{}, err
+	}
+	out := Claims{KeySID: c.Issuer, AccountSID: key.AccountSID, Grants: *c.Grants, ExpiresAt: c.Exp.t, canonical: canonical}
+	if start := c.start(); start != nil {
 		out.NotBefore = start.t
 	}
 	return out, nil
 }
 
-func startName(c claims) string {
+// checkAlphabet refuses any byte outside the base64url alphabet and the
+// two dots. Go's base64 decoders skip CR and LF even when strict, so
+// without it a line break anywhere, or a trailing newline, would be another
+// spelling of the same token; RFC 7515 §2 allows none. Surrounding white
+// space is refused too: a token is exactly its characters.
+func checkAlphabet(tok string) error {
+	for i := 0; i < len(tok); i++ {
+		switch b := tok[i]; {
+		case 'A' <= b && b <= 'Z', 'a' <= b && b <= 'z', '0' <= b && b <= '9', b == '-', b == '_', b == '.':
+		default:
+			return invalid(Malformed, "byte %q at offset %d: a token is three base64url segments (RFC 7515, no padding) joined by dots", b, i)
+		}
+	}
+	return nil
+}
+
+// badSignature refuses a token whose signature does not hold: unknown_key
+// when the key belongs to another account, which this one must not learn.
+func badSignature(iss string, key Key, accountSID string) error {
+	if key.AccountSID != accountSID {
+		return invalid(UnknownKey, "no API key %s", iss)
+	}
+	return invalid(BadSignature, "the signature does not verify with key %s", iss)
+}
+
+// start is nbf, else iat, else nil: what the lifetime and not_yet_valid
+// are measured from.
+func (c claims) start() *numericDate {
 	if c.NBF != nil {
-		return "nbf"
+		return c.NBF
 	}
-	return "iat"
+	return c.IAT
 }
 
-// checkHeader checks the token's shape and header and returns the HMAC
-// method its alg names, so that an algorithm other than HMAC is
-// unsupported_algorithm. It reads the header into a map, as golang-jwt does,
-// so that both agree on "alg" (JSON keys match exactly here, not
-// case-insensitively as with a struct).
-func checkHeader(tok string) (*jwt.SigningMethodHMAC, error) {
-	if strings.Count(tok, ".") != 2 {
-		return nil, invalid(Malformed, "a token is three base64url segments joined by dots")
+// checkTimes applies §5's time rules to the claims of a token whose
+// signature holds. The leeway is inclusive: a token 60 s past its exp, or
+// 60 s before its nbf, is valid; 24 h exactly from start to exp is valid.
+func checkTimes(c claims, now time.Time) error {
+	if c.Exp == nil {
+		return invalid(Malformed, "no exp")
 	}
-	seg, _, _ := strings.Cut(tok, ".")
-	if alg, ok := knownHeaders.Load(seg); ok {
-		return alg.(*jwt.SigningMethodHMAC), nil
+	exp := c.Exp.t
+	start := c.start()
+	name := "iat"
+	if c.NBF != nil {
+		name = "nbf"
 	}
-	alg, err := readHeader(seg)
-	if err == nil && knownHeaders.n.Add(1) <= maxKnownHeaders {
-		knownHeaders.Store(seg, alg)
+	if start != nil && exp.Sub(start.t) > MaxLifetime {
+		return invalid(LifetimeTooLong, "more than 24 hours from %s to exp", name)
 	}
-	return alg, err
+	if start == nil && exp.Sub(now) > MaxLifetime {
+		return invalid(LifetimeTooLong, "no nbf nor iat, and exp is more than 24 hours away")
+	}
+	if now.Sub(exp) > Leeway {
+		return invalid(Expired, "expired at %s", exp.Format(time.RFC3339))
+	}
+	if start != nil && start.t.Sub(now) > Leeway {
+		return invalid(NotYetValid, "not valid before %s (%s)", start.t.Format(time.RFC3339), name)
+	}
+	return nil
 }
 
-// knownHeaders remembers the method of header segments that passed
-// readHeader. A platform's library writes the same header into every
-// token, and decoding it into a map was a tenth of a verification. The
-// verdict depends on the segment alone; the bound keeps made-up headers
-// from growing the map.
-var knownHeaders struct {
-	sync.Map // header segment → *jwt.SigningMethodHMAC
-	n        atomic.Int64
-}
-
-const maxKnownHeaders = 256
-
-func readHeader(seg string) (*jwt.SigningMethodHMAC, error) {
-	b, err := base64.RawURLEncoding.DecodeString(seg)
-	if err != nil {
-		return nil, invalid(Malformed, "the header is not base64url")
+// reencode is tok decoded segment by segment and encoded again, the form
+// EventID hashes. Verify has parsed tok already, so no segment fails here.
+func reencode(p *jwt.Parser, tok string) (string, error) {
+	segs := strings.Split(tok, ".")
+	for i, s := range segs {
+		b, err := p.DecodeSegment(s)
+		if err != nil {
+			return "", invalid(Malformed, "segment %d: %v", i, err)
+		}
+		segs[i] = base64.RawURLEncoding.EncodeToString(b)
 	}
-	var h map[string]any
-	if err := json.Unmarshal(b, &h); err != nil || h == nil {
-		return nil, invalid(Malformed, "the header is not a JSON object")
-	}
-	var alg *jwt.SigningMethodHMAC
-	switch h["alg"] {
-	case "HS256":
-		alg = jwt.SigningMethodHS256
-	case "HS384":
-		alg = jwt.SigningMethodHS384
-	case "HS512":
-		alg = jwt.SigningMethodHS512
-	default:
-		return nil, invalid(UnsupportedAlgorithm, "alg %v: only HS256, HS384 and HS512 are accepted", h["alg"])
-	}
-	if _, ok := h["crit"]; ok {
-		// RFC 7515 §4.1.11: extensions that must be understood, and no
-		// Twilio library uses any.
-		return nil, invalid(Malformed, "the header names critical extensions (crit), none of which is supported")
-	}
-	return alg, nil
+	return strings.Join(segs, "."), nil
 }
