@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -122,6 +123,9 @@ func StartCitus(ctx context.Context, dir string, workers int, opts Options) (*Ci
 	for i := 1; i <= workers; i++ {
 		names = append(names, workerDirPrefix+strconv.Itoa(i))
 	}
+	if err := initByCopy(ctx, dir, names, opts); err != nil {
+		return nil, err
+	}
 	// The nodes are independent servers until a database is prepared:
 	// start them side by side.
 	started := make([]*Cluster, len(names))
@@ -147,6 +151,52 @@ func StartCitus(ctx context.Context, dir string, workers int, opts Options) (*Ci
 		opts.Logger.Info("private Citus cluster started", "dir", dir, "workers", workers)
 	}
 	return c, nil
+}
+
+// initByCopy creates the first node's cluster and copies its fresh data
+// directory for each other node not created yet: one initdb, the costly
+// part of a first start, instead of one per node. A node is a plain
+// initdb'd cluster until it is started with its settings.
+func initByCopy(ctx context.Context, dir string, names []string, opts Options) error {
+	first := filepath.Join(dir, names[0])
+	if _, err := os.Stat(filepath.Join(first, "PG_VERSION")); err == nil {
+		return nil // an existing cluster: a node added later gets its own initdb
+	}
+	var missing []string
+	for _, name := range names[1:] {
+		if _, err := os.Stat(filepath.Join(dir, name, "PG_VERSION")); errors.Is(err, os.ErrNotExist) {
+			missing = append(missing, filepath.Join(dir, name))
+		}
+	}
+	cred, _, err := serverCredential()
+	if err != nil {
+		return err
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := initDir(ctx, first, opts.BinDir, cred, opts.Fast, log); err != nil {
+		return err
+	}
+	for _, node := range missing {
+		// Copied beside, then renamed: a half copy never passes for a node.
+		tmp := node + ".copying"
+		if err := os.RemoveAll(tmp); err != nil {
+			return fmt.Errorf("remove %s: %w", tmp, err)
+		}
+		if err := os.RemoveAll(node); err != nil { // no PG_VERSION: nothing of value
+			return fmt.Errorf("remove %s: %w", node, err)
+		}
+		// cp -a keeps the server user's ownership and the 0700 modes.
+		if out, err := exec.CommandContext(ctx, "cp", "-a", first, tmp).CombinedOutput(); err != nil {
+			return fmt.Errorf("copy %s to %s: %w: %s", first, tmp, err, lastLines(out, 5))
+		}
+		if err := os.Rename(tmp, node); err != nil {
+			return fmt.Errorf("copy %s: %w", node, err)
+		}
+	}
+	return nil
 }
 
 // citusNodeOptions are opts with the settings every Citus node needs.

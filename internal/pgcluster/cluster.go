@@ -116,18 +116,8 @@ func Start(ctx context.Context, dir string, opts Options) (*Cluster, error) {
 		return nil, err
 	}
 	c.home = home
-	if err := prepareDir(dir, cred, log); err != nil {
+	if err := initDir(ctx, dir, bin, cred, opts.Fast, log); err != nil {
 		return nil, err
-	}
-	if _, err := os.Stat(filepath.Join(dir, "PG_VERSION")); errors.Is(err, os.ErrNotExist) {
-		log.Info("creating private PostgreSQL cluster", "dir", dir)
-		args := []string{"-D", dir, "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C"}
-		if opts.Fast {
-			args = append(args, "--no-sync")
-		}
-		if out, err := run(ctx, cred, filepath.Join(bin, "initdb"), args...); err != nil {
-			return nil, fmt.Errorf("initdb %s: %w: %s", dir, err, lastLines(out, 10))
-		}
 	}
 	if err := removeStalePID(dir); err != nil {
 		return nil, err
@@ -150,6 +140,26 @@ func Start(ctx context.Context, dir string, opts Options) (*Cluster, error) {
 	}
 	log.Info("private PostgreSQL started", "dir", dir)
 	return c, nil
+}
+
+// initDir makes dir, owned by the server's user, and creates a cluster in
+// it (initdb) unless there is one.
+func initDir(ctx context.Context, dir, bin string, cred *syscall.Credential, fast bool, log *slog.Logger) error {
+	if err := prepareDir(dir, cred, log); err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(dir, "PG_VERSION")); !errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	log.Info("creating private PostgreSQL cluster", "dir", dir)
+	args := []string{"-D", dir, "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C"}
+	if fast {
+		args = append(args, "--no-sync")
+	}
+	if out, err := run(ctx, cred, filepath.Join(bin, "initdb"), args...); err != nil {
+		return fmt.Errorf("initdb %s: %w: %s", dir, err, lastLines(out, 10))
+	}
+	return nil
 }
 
 // serverCredential is who the server runs as: postgres refuses to run as
