@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,12 +17,21 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tallyhq/tally/internal/pgcluster"
+	"github.com/tallyhq/tally/internal/pgtest"
 )
 
-// needCitus skips a test when the Citus extension is not installed, except
-// in CI, where the Citus runs must execute.
+// needCitus skips a test unless TALLY_TEST_ENGINES asks for Citus runs, as
+// for the database tests (internal/pgtest); and when the Citus extension
+// is not installed, except in CI, where the Citus runs must execute.
 func needCitus(t *testing.T) {
 	t.Helper()
+	engines, err := pgtest.Engines()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(engines, pgtest.Citus) {
+		t.Skipf("%s=%s: no Citus runs", pgtest.EnvEngines, strings.Join(engines, ","))
+	}
 	if err := pgcluster.FindCitus(""); err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatalf("CI needs Citus: %v", err)
