@@ -148,5 +148,5 @@ func (h *Handler) accountMonth(c echo.Context) error {
 		return err
 	}
 	return h.render(c, http.StatusOK, "month", monthPage{AccountSID: account, Month: m.String(),
-		Prev: m.Prev().String(), Next: m.Next().String(), Report: rv, Chart: newChart(m, months)})
+		Prev: m.Prev().String(), Next: m.Next().String(), Report: rv, Chart: newChart(m, usage.MonthOf(h.now()), months)})
 }

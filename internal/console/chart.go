@@ -41,8 +41,10 @@ type chartTick struct {
 
 // newChart lays out the months ending with last from an account's months
 // (as the API's report list gives them: the latest version's count, else
-// the provisional one). A month without events counts 0.
-func newChart(last usage.Month, months []postgres.MonthSummary) chart {
+// the provisional one). A month without events counts 0, and is marked
+// provisional only from the current month on: a past month without events
+// has no report to revise.
+func newChart(last, current usage.Month, months []postgres.MonthSummary) chart {
 	const (
 		width, height = 720.0, 260.0
 		left, right   = 64.0, 8.0
@@ -73,13 +75,13 @@ func newChart(last usage.Month, months []postgres.MonthSummary) chart {
 		c.Ticks = append(c.Ticks, chartTick{Y: round1(top + plotH - v/scaleTop*plotH), Value: int64(v)})
 	}
 	for m, i := first, 0; i < chartMonths; m, i = m.Next(), i+1 {
-		s := byMonth[m]
+		s, listed := byMonth[m]
 		h := float64(s.ActiveUsers) / scaleTop * plotH
 		x := left + float64(i)*slot + (slot-barW)/2
 		p := chartPoint{Month: m.String(), Value: s.ActiveUsers,
 			X: round1(x), Y: round1(top + plotH - h), W: round1(barW), H: round1(h),
 			LabelX: round1(x + barW/2), Short: m.Start().Format("Jan"),
-			Provisional: s.Version == nil, Selected: m == last}
+			Provisional: s.Version == nil && (listed || !m.Start().Before(current.Start())), Selected: m == last}
 		if i == 0 || m.Month == 1 {
 			p.Year = strconv.Itoa(m.Year)
 		}

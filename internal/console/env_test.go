@@ -135,6 +135,14 @@ func (e *env) seed() {
 	e.mustAPI(admin, "POST", "/v1/accounts/"+e.acme+"/reports/2026-10/run", "", 200)
 }
 
+// with returns the env for a subtest, so that its failures are the
+// subtest's.
+func (e *env) with(t *testing.T) *env {
+	c := *e
+	c.t = t
+	return &c
+}
+
 type response struct {
 	status int
 	header http.Header

@@ -2,6 +2,7 @@ package console
 
 import (
 	"encoding/json"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -62,5 +63,16 @@ func percent(part, whole int64) string {
 	if whole == 0 {
 		return "0%"
 	}
-	return strconv.FormatFloat(100*float64(part)/float64(whole), 'f', 0, 64) + "%"
+	if part > 0 && 200*part < whole { // would round to 0%
+		return "under 1%"
+	}
+	return strconv.FormatInt(int64(math.Round(100*float64(part)/float64(whole))), 10) + "%"
+}
+
+// count writes n with the noun it counts, singular or plural.
+func count(n int64, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return formatInt(n) + " " + many
 }

@@ -96,31 +96,37 @@ func adviceFor(st usage.IdentityStats) []advice {
 		}
 		return float64(n) / float64(active)
 	}
+	ids := func(n int64) string { return count(n, "identity", "identities") + " (" + percent(n, active) + ")" }
+	verb := func(n int64, one, many string) string {
+		if n == 1 {
+			return one
+		}
+		return many
+	}
 	if st.RandomLikeIdentities > 0 && share(st.RandomLikeIdentities) >= randomLikeShare {
-		out = append(out, advice{"random_like_identities", formatInt(st.RandomLikeIdentities) + " identities (" +
-			percent(st.RandomLikeIdentities, active) + ") look machine generated: UUIDs, long hex or base64 runs. " +
+		out = append(out, advice{"random_like_identities", ids(st.RandomLikeIdentities) + " " +
+			verb(st.RandomLikeIdentities, "looks", "look") + " machine generated: UUIDs, long hex or base64 runs. " +
 			"Every unique identity is billed as a user, so an identity made per install, device or session " +
 			"bills one person many times. Give each person one stable identity."})
 	}
 	if st.OneTimeIdentities > 0 && share(st.OneTimeIdentities) >= oneTimeShare {
-		out = append(out, advice{"one_time_identities", formatInt(st.OneTimeIdentities) + " identities (" +
-			percent(st.OneTimeIdentities, active) + ") had a single event this month, and each is billed in full. " +
+		out = append(out, advice{"one_time_identities", ids(st.OneTimeIdentities) + " had a single event this month, and each is billed in full. " +
 			"Create the chat client only when the user is about to use chat, not at every app start."})
 	}
 	if st.RESTOnlyIdentities > 0 {
-		out = append(out, advice{"rest_only_identities", formatInt(st.RESTOnlyIdentities) + " identities (" +
-			percent(st.RESTOnlyIdentities, active) + ") were active only because your backend created or updated " +
-			"them through REST: they are billed without using chat. Avoid needless REST updates of users, " +
+		out = append(out, advice{"rest_only_identities", ids(st.RESTOnlyIdentities) + " " +
+			verb(st.RESTOnlyIdentities, "was", "were") + " active only because your backend created or updated " +
+			"them through REST, and billed without using chat. Avoid needless REST updates of users, " +
 			"and create users when they first need chat."})
 	}
 	if st.ReservedCharacterIdentities > 0 {
-		out = append(out, advice{"reserved_character_identities", formatInt(st.ReservedCharacterIdentities) +
-			" identities contain reserved characters such as @ / : or %. They work, but must be percent-encoded " +
+		out = append(out, advice{"reserved_character_identities", count(st.ReservedCharacterIdentities, "identity", "identities") + " " +
+			verb(st.ReservedCharacterIdentities, "contains", "contain") + " reserved characters such as @ / : or %. They work, but must be percent-encoded " +
 			"in URLs; make sure every system spells them the same way, or one person becomes two users."})
 	}
 	if st.MultiEndpointIdentities > 0 {
-		out = append(out, advice{"multi_endpoint_identities", formatInt(st.MultiEndpointIdentities) +
-			" identities were used from 3 or more endpoints. That can be one person with several devices, " +
+		out = append(out, advice{"multi_endpoint_identities", count(st.MultiEndpointIdentities, "identity", "identities") + " " +
+			verb(st.MultiEndpointIdentities, "was", "were") + " used from 3 or more endpoints. That can be one person with several devices, " +
 			"or one identity shared by several people: check that shared logins are intended."})
 	}
 	return out
