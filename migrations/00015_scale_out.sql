@@ -43,6 +43,8 @@ CREATE INDEX rollup_pending_account ON rollup_pending (account_sid);
 
 -- +goose StatementBegin
 CREATE FUNCTION tally_distribute(tbl regclass, how text) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    done boolean;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
         RETURN;
@@ -52,8 +54,13 @@ BEGIN
     SET LOCAL citus.enable_unsafe_triggers = on;
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                WHERE c.relname = 'pg_dist_partition' AND n.nspname = 'pg_catalog') THEN
-        EXECUTE 'SELECT 1 FROM pg_dist_partition WHERE logicalrelid = $1' USING tbl;
-        IF FOUND THEN
+        -- Distributing accounts makes the tables that reference it "Citus
+        -- local tables" (partmethod n, repmodel s) on the way: those are
+        -- not done yet. (EXECUTE does not set FOUND.)
+        EXECUTE 'SELECT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = $1
+                 AND CASE $2 WHEN ''reference'' THEN partmethod = ''n'' AND repmodel = ''t''
+                             ELSE partmethod = ''h'' END)' INTO done USING tbl, how;
+        IF done THEN
             RETURN;
         END IF;
     END IF;
@@ -72,7 +79,18 @@ END
 $$;
 -- +goose StatementEnd
 
+-- A lease per background job, so that at most one replica runs the
+-- monthly job at a time: a row every node shares, where an advisory lock
+-- lives in one node. A lease that is not renewed expires, so a replica that
+-- died holding it holds nothing for long.
+CREATE TABLE job_leases (
+    name       text COLLATE "C" PRIMARY KEY,
+    holder     text NOT NULL,
+    expires_at timestamptz NOT NULL
+);
+
 SELECT tally_distribute('accounts', 'reference');
+SELECT tally_distribute('job_leases', 'reference');
 SELECT tally_distribute('api_keys', 'reference');
 SELECT tally_distribute('events', 'account');
 SELECT tally_distribute('rollup_pending', 'account');
@@ -88,13 +106,18 @@ SELECT tally_distribute('report_roster', 'account');
 DO $$
 DECLARE
     t text;
+    distributed boolean;
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
         SET LOCAL citus.enable_unsafe_triggers = on;
-        FOREACH t IN ARRAY ARRAY['report_roster', 'report_versions', 'rate_cards', 'account_months', 'users',
+        -- Several tables undistributed in one transaction: Citus refuses
+        -- the second after a parallel copy of the first.
+        SET LOCAL citus.multi_shard_modify_mode = 'sequential';
+        FOREACH t IN ARRAY ARRAY['job_leases', 'report_roster', 'report_versions', 'rate_cards', 'account_months', 'users',
                                  'month_users', 'rollup_pending', 'events', 'api_keys', 'accounts'] LOOP
-            EXECUTE 'SELECT 1 FROM pg_dist_partition WHERE logicalrelid = $1::regclass' USING t;
-            IF FOUND THEN
+            EXECUTE 'SELECT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = $1::regclass)'
+                INTO distributed USING t;
+            IF distributed THEN
                 EXECUTE 'SELECT undistribute_table($1::regclass, cascade_via_foreign_keys => true)' USING t;
             END IF;
         END LOOP;
@@ -103,6 +126,7 @@ END
 $$;
 -- +goose StatementEnd
 DROP FUNCTION tally_distribute(regclass, text);
+DROP TABLE job_leases;
 
 CREATE SEQUENCE rollup_slot MINVALUE 0 MAXVALUE 1 START 0;
 ALTER TABLE rollup_pending RENAME TO rollup_pending_unslotted;

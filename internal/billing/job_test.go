@@ -294,7 +294,9 @@ func TestConcurrentRunsStoreOneVersion(t *testing.T) {
 		}
 	}
 	var versions int
-	f.pool.QueryRow(t.Context(), `SELECT count(*) FROM report_versions`).Scan(&versions)
+	if err := f.pool.QueryRow(t.Context(), `SELECT count(*) FROM report_versions`).Scan(&versions); err != nil {
+		t.Fatal(err)
+	}
 	if stored != 1 || versions != 1 {
 		t.Fatalf("%d runs stored, %d versions, want 1 and 1", stored, versions)
 	}
@@ -352,7 +354,10 @@ func TestRateCardStoredWithVersion(t *testing.T) {
 	}
 	f.setNow("2026-12-01T00:00:00Z")
 	f.run()
-	f.store.SetRateCard(t.Context(), f.ac, json.RawMessage(`{"currency":"EUR","free_users":5,"tiers":[{"up_to":null,"unit_price":"1"}]}`))
+	if err := f.store.SetRateCard(t.Context(), f.ac,
+		json.RawMessage(`{"currency":"EUR","free_users":5,"tiers":[{"up_to":null,"unit_price":"1"}]}`)); err != nil {
+		t.Fatal(err)
+	}
 	r, err := f.store.Version(t.Context(), f.ac, oct, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -1,5 +1,11 @@
 package postgres
 
+import (
+	"time"
+
+	"github.com/tallyhq/tally/internal/usage"
+)
+
 // SetFoldSettings are the settings a fold runs with, for tests that
 // EXPLAIN its statements.
 var SetFoldSettings = setFoldSettings
@@ -12,5 +18,36 @@ var (
 )
 
 // AfterMonthLock makes FinalizeMonth call fn while it holds its month's
-// lock, for tests that ingest meanwhile.
+// lock, after its fold, for tests that ingest meanwhile.
 func (s *Store) AfterMonthLock(fn func()) { s.afterMonthLock = fn }
+
+// Statement is a statement about one account ($1) and its other arguments.
+type Statement struct {
+	SQL  string
+	Args []any
+}
+
+// AccountStatements are the statements about one account that reads,
+// folds and bodies run, for the test that checks Citus routes each to one
+// worker.
+func AccountStatements() map[string]Statement {
+	month, service := time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC), "IS1"
+	months := []time.Time{month}
+	return map[string]Statement{
+		"fold month users":   {foldMonthUsers, nil},
+		"fold users":         {foldUsers, nil},
+		"fold delete":        {foldDelete, nil},
+		"fold pending":       {foldPending, nil},
+		"lock months":        {lockMonths, []any{months}},
+		"mark revisions":     {markRevisions, []any{months}},
+		"month figures":      {monthFigures, []any{month, usage.RESTOnlyActivities}},
+		"month new users":    {monthNewUsers, []any{month}},
+		"month identities":   {monthIdentities, []any{month}},
+		"provisional roster": {provisionalRoster, []any{month, "", "", 100}},
+		"identity stats": {identityStats, []any{month, service, usage.RESTOnlyActivities,
+			int16(1), int16(2)}},
+		"identity new":   {identityNew, []any{month, service}},
+		"churned":        {churned, []any{month.AddDate(0, -1, 0), month, service}},
+		"top identities": {topIdentities, []any{month, service}},
+	}
+}

@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"testing"
 
+	"github.com/tallyhq/tally/internal/pgtest"
 	"github.com/tallyhq/tally/internal/postgres"
 )
 
@@ -123,6 +124,12 @@ func TestScaleOutMigrationRoundTrip(t *testing.T) {
 	}
 	if n := count(t, pool, `SELECT count(*) FROM rollup_pending`); n != 2 {
 		t.Fatalf("after up: %d events pending, want 2", n)
+	}
+	if pgtest.Engine() == pgtest.Citus {
+		// Down undistributed every table; up distributed them again.
+		if n := count(t, pool, undistributedTables); n != 0 {
+			t.Fatalf("after up: %d tables are not distributed", n)
+		}
 	}
 	if n := count(t, pool, `SELECT count(*) FROM pg_class WHERE relname = 'rollup_slot'`); n != 0 {
 		t.Fatalf("after up: the slot sequence is still there")

@@ -316,9 +316,6 @@ func (s *Store) FinalizeMonth(ctx context.Context, accountSID string, m usage.Mo
 			FOR UPDATE`, accountSID, m.Start()); err != nil {
 			return fmt.Errorf("lock month: %w", err)
 		}
-		if s.afterMonthLock != nil {
-			s.afterMonthLock()
-		}
 		// Bodies for the month that committed before the lock was granted
 		// may still be pending: fold them, in a transaction of the fold's
 		// own, so that the fold's locks are not held while the version is
@@ -327,6 +324,9 @@ func (s *Store) FinalizeMonth(ctx context.Context, accountSID string, m usage.Mo
 		// holds the month: only a body for the month adds to it.
 		if err := s.fold(ctx, accountSID); err != nil {
 			return err
+		}
+		if s.afterMonthLock != nil {
+			s.afterMonthLock()
 		}
 		prev := usage.Report{AccountSID: accountSID, Month: m}
 		err := scanVersion(tx.QueryRow(ctx, `SELECT `+versionColumns+` FROM report_versions

@@ -29,7 +29,7 @@ type Store struct {
 	// wait for each other's second one.
 	finalizing chan struct{}
 	// afterMonthLock, when set (by tests), runs while FinalizeMonth holds
-	// its month's lock.
+	// its month's lock, after its fold.
 	afterMonthLock func()
 }
 
