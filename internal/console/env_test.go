@@ -93,8 +93,8 @@ func newEnv(t *testing.T, cfg console.Config) *env {
 	return e
 }
 
-// seed gives Acme events in September, October and November 2026 in two
-// services, a rate card, version 1 of September and versions 1 and 2 of
+// seed gives Acme events from July to November 2026 in two services, a
+// rate card, version 1 of July to September and versions 1 and 2 of
 // October (a late event added a user); November stays provisional.
 func (e *env) seed() {
 	t := e.t
@@ -104,6 +104,12 @@ func (e *env) seed() {
 			id, act, src, svc, identity, at)
 	}
 	var events []string
+	// A history for the chart: July to September grow, October is busy.
+	for month, users := range map[string]int{"07": 420, "08": 690, "09": 950} {
+		for i := range users {
+			events = append(events, ev(fmt.Sprintf("%s-%d", month, i), "ISa", fmt.Sprintf("user-%04d", i), "send", "sdk", "2026-"+month+"-12T10:00:00Z"))
+		}
+	}
 	for i := range 1203 { // enough for thousands separators and every tier
 		events = append(events, ev(fmt.Sprintf("oct-%d", i), "ISa", fmt.Sprintf("user-%04d", i), "send", "sdk", "2026-10-05T10:00:00Z"))
 	}
@@ -128,7 +134,9 @@ func (e *env) seed() {
 	card := `{"currency":"USD","free_users":100,"tiers":[{"up_to":1000,"unit_price":"0.05"},{"up_to":null,"unit_price":"0.0125"}]}`
 	e.mustAPI(e.keys[e.platform][usage.RoleAdmin], "PUT", "/v1/accounts/"+e.acme+"/rate-card", card, 200)
 	admin := e.keys[e.acme][usage.RoleAdmin]
-	e.mustAPI(admin, "POST", "/v1/accounts/"+e.acme+"/reports/2026-09/run", "", 200)
+	for _, m := range []string{"2026-07", "2026-08", "2026-09"} {
+		e.mustAPI(admin, "POST", "/v1/accounts/"+e.acme+"/reports/"+m+"/run", "", 200)
+	}
 	e.mustAPI(admin, "POST", "/v1/accounts/"+e.acme+"/reports/2026-10/run", "", 200)
 	e.mustAPI(ingest, "POST", "/v1/accounts/"+e.acme+"/events",
 		`{"events":[`+ev("late1", "ISb", "frank", "send", "sdk", "2026-10-30T10:00:00Z")+`]}`, 200)
