@@ -57,6 +57,11 @@ func (h *Handler) identities(c echo.Context) error {
 		}
 		svc = &v
 	}
+	// As the API: a month that has not begun has no figures, and "churned"
+	// would count every identity of the current month (§7).
+	if current := usage.MonthOf(h.now()); m.Start().After(current.Start()) {
+		return usage.Invalid("month", "must not be after the current month, %s", current)
+	}
 	st, err := h.store.IdentityStats(c.Request().Context(), account, m, svc)
 	if err != nil {
 		return err

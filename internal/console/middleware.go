@@ -73,8 +73,9 @@ func (h *Handler) csrf() echo.MiddlewareFunc {
 
 // refuseCrossSite answers a state-changing request that a browser says
 // came from another site with 403, and hides Sec-Fetch-Site from echo's
-// CSRF middleware: since echo 4.14 that middleware lets a same-origin POST
-// through without any token, and §12 wants the token on every POST.
+// CSRF middleware: in echo v4.16 that middleware lets a POST marked
+// same-origin through without any token, and §12 wants the token on every
+// POST.
 func refuseCrossSite(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
@@ -138,8 +139,9 @@ func (h *Handler) renderErrors(next echo.HandlerFunc) echo.HandlerFunc {
 
 func invalidMessage(err error) string {
 	var verr *usage.ValidationError
-	if errors.As(err, &verr) {
-		return verr.Error()
+	if errors.As(err, &verr) && len(verr.Errors) > 0 {
+		fe := verr.Errors[0]
+		return "The " + fe.Field + " " + fe.Message + "."
 	}
 	return strings.TrimSuffix(err.Error(), ": "+usage.ErrInvalid.Error())
 }

@@ -288,6 +288,7 @@ func TestSecurityHeaders(t *testing.T) {
 		"not found":        admin.get("/console/accounts/" + e.other),
 		"unknown page":     admin.get("/console/nowhere"),
 		"bad month":        admin.get("/console/accounts/" + e.acme + "?month=2026-13"),
+		"future month":     admin.get("/console/accounts/" + e.acme + "/identities?month=2026-12"),
 		"export":           admin.get("/console/accounts/" + e.acme + "/reports/2026-10/export?format=json"),
 		"refused post":     admin.post("/console/logout", url.Values{}),
 		"method not found": admin.post("/console/accounts/"+e.acme, url.Values{}),
@@ -302,7 +303,7 @@ func TestSecurityHeaders(t *testing.T) {
 			t.Errorf("%s: no X-Content-Type-Options: nosniff", name)
 		}
 	}
-	want := map[string]int{"forbidden": 403, "not found": 404, "unknown page": 404, "bad month": 422,
+	want := map[string]int{"forbidden": 403, "not found": 404, "unknown page": 404, "bad month": 422, "future month": 422,
 		"refused post": 403, "missing static": 404}
 	for name, status := range want {
 		if r := responses[name]; r.status != status {
