@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -98,4 +99,18 @@ func randomHex(n int) string {
 		panic(fmt.Sprintf("crypto/rand: %v", err)) // never fails on Linux
 	}
 	return hex.EncodeToString(b)
+}
+
+// MaxAccountNameBytes is the longest account name.
+const MaxAccountNameBytes = 256
+
+// CheckAccountName returns why s is not a valid account name, or "" when it
+// is. The rule of identities (§1) applies: 1–256 bytes of valid UTF-8
+// without control characters. A name is stored as given, never trimmed, so
+// a name is refused rather than silently changed.
+func CheckAccountName(s string) string {
+	if s != "" && strings.TrimSpace(s) == "" {
+		return "must not be blank"
+	}
+	return CheckIdentity(s)
 }

@@ -1,6 +1,7 @@
 package usage
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -23,6 +24,30 @@ type FieldError struct {
 	Index   int    `json:"index"`
 	Field   string `json:"field"`
 	Message string `json:"message"`
+}
+
+// MarshalJSON leaves index out of an error that is about no one event: a
+// client reads "index" as the position of an event in the body.
+func (fe FieldError) MarshalJSON() ([]byte, error) {
+	if fe.Index >= 0 {
+		type plain FieldError // without the method
+		return json.Marshal(plain(fe))
+	}
+	return json.Marshal(struct {
+		Field   string `json:"field"`
+		Message string `json:"message"`
+	}{fe.Field, fe.Message})
+}
+
+// UnmarshalJSON reads an absent index as -1, the inverse of MarshalJSON.
+func (fe *FieldError) UnmarshalJSON(b []byte) error {
+	type plain FieldError
+	p := plain{Index: -1}
+	if err := json.Unmarshal(b, &p); err != nil {
+		return err
+	}
+	*fe = FieldError(p)
+	return nil
 }
 
 // ValidationError lists every problem found in a request, so that a client
