@@ -34,11 +34,10 @@ func (s *Server) createAccount(c echo.Context) error {
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
-	name := strings.TrimSpace(req.Name)
-	if name == "" || len(name) > 256 || !utf8.ValidString(name) || strings.IndexByte(name, 0) >= 0 {
-		return usage.Invalid("name", "must be 1–256 bytes of UTF-8 text")
+	if msg := usage.CheckAccountName(req.Name); msg != "" {
+		return usage.Invalid("name", "%s", msg)
 	}
-	a, err := s.store.CreateAccount(c.Request().Context(), name, false)
+	a, err := s.store.CreateAccount(c.Request().Context(), req.Name, false)
 	if err != nil {
 		return err
 	}

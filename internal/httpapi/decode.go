@@ -67,11 +67,15 @@ func finishBody(dec *json.Decoder, r io.Reader) error {
 // jsonError classifies an encoding/json error.
 func jsonError(err error) error {
 	var mbe *http.MaxBytesError
+	var be *bodyError
+	var verr *usage.ValidationError
 	var ute *json.UnmarshalTypeError
 	var se *json.SyntaxError
 	switch {
-	case errors.As(err, &mbe):
+	case errors.As(err, &mbe), errors.As(err, &be):
 		return err
+	case errors.As(err, &verr): // a field's own UnmarshalJSON judged it (a rate card's unit_price)
+		return verr
 	case errors.As(err, &ute):
 		return usage.Invalid(ute.Field, "must be a JSON %s", jsonKind(ute.Type.Kind().String()))
 	case errors.As(err, &se), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
@@ -161,7 +165,7 @@ func fromWire(w wireEvent, index int, now time.Time, errs []usage.FieldError, ba
 		Actor: w.Actor, ChannelSID: w.ChannelSID, EndpointID: w.EndpointID,
 	}
 	if w.OccurredAt != "" {
-		t, err := time.Parse(time.RFC3339Nano, w.OccurredAt)
+		t, err := usage.ParseTimestamp(w.OccurredAt)
 		if err != nil {
 			errs = append(errs, usage.FieldError{Index: index, Field: "occurred_at",
 				Message: "must be an RFC 3339 timestamp such as 2026-10-05T12:00:00Z"})
@@ -402,7 +406,7 @@ type ndjsonSource struct {
 	r     *bufio.Reader
 	now   time.Time
 	index int // events seen so far, valid or not
-	lines int
+	lines int // physical lines read, blank ones included, for messages
 	errs  []usage.FieldError
 }
 
@@ -423,11 +427,11 @@ func (s *ndjsonSource) Next() (usage.Event, error) {
 			return usage.Event{}, err
 		}
 		s.lines++
-		if s.lines > MaxNDJSONLines {
-			return usage.Event{}, errTooLarge(fmt.Sprintf("an NDJSON body holds at most %d lines", MaxNDJSONLines))
-		}
 		if len(bytes.TrimSpace(line)) == 0 {
-			continue // blank lines are ignored and not counted as events
+			continue // blank lines are ignored: neither events nor lines of the limit
+		}
+		if s.index == MaxNDJSONLines {
+			return usage.Event{}, errTooLarge(fmt.Sprintf("an NDJSON body holds at most %d lines", MaxNDJSONLines))
 		}
 		index := s.index
 		s.index++

@@ -1,13 +1,29 @@
 package httpapi
 
 import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
 	"mime"
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/tallyhq/tally/internal/postgres"
 	"github.com/tallyhq/tally/internal/usage"
+)
+
+const (
+	// streamPrefetch is how much of an NDJSON body is read before the
+	// body may take a database connection: a client that sends its headers
+	// and a line and then stalls holds none. Bodies this small are read
+	// whole before they touch the pool.
+	streamPrefetch = 256 << 10
+	// streamWait bounds the wait for a streaming slot; past it the body is
+	// refused 503 with Retry-After rather than queued without end.
+	streamWait = 10 * time.Second
 )
 
 // postEvents ingests a JSON batch or an NDJSON stream, all or nothing, and
@@ -26,13 +42,30 @@ func (s *Server) postEvents(c echo.Context) error {
 	var src postgres.EventSource
 	switch mt {
 	case "application/json":
-		b, err := decodeBatch(http.MaxBytesReader(c.Response(), req.Body, MaxJSONBody), now)
+		body, err := ingestBody(c, MaxJSONBody)
+		if err != nil {
+			return err
+		}
+		b, err := decodeBatch(body, now)
 		if err != nil {
 			return err
 		}
 		src = b
 	case "application/x-ndjson":
-		src = newNDJSONSource(http.MaxBytesReader(c.Response(), req.Body, MaxNDJSONBody), now)
+		body, err := ingestBody(c, MaxNDJSONBody)
+		if err != nil {
+			return err
+		}
+		br := bufio.NewReaderSize(body, streamPrefetch)
+		if _, err := br.Peek(streamPrefetch); err != nil && err != io.EOF {
+			return err
+		}
+		release, err := s.streams.acquire(req.Context(), streamWait)
+		if err != nil {
+			return err
+		}
+		defer release()
+		src = newNDJSONSource(br, now)
 	default:
 		return errUnsupportedMedia("send application/json or application/x-ndjson, not " + mt)
 	}
@@ -42,4 +75,25 @@ func (s *Server) postEvents(c echo.Context) error {
 	}
 	s.metrics.recorded(res)
 	return c.JSON(http.StatusOK, res)
+}
+
+// streamSlots caps the NDJSON bodies streaming into PostgreSQL at once. Each
+// holds a pool connection for as long as its client takes to send the body,
+// so without a cap a few slow clients would hold the whole pool.
+type streamSlots struct{ ch chan struct{} }
+
+func newStreamSlots(n int) *streamSlots { return &streamSlots{ch: make(chan struct{}, n)} }
+
+// acquire waits up to wait for a slot; release gives it back.
+func (s *streamSlots) acquire(ctx context.Context, wait time.Duration) (release func(), err error) {
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case s.ch <- struct{}{}:
+		return func() { <-s.ch }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("wait for a streaming slot: %w", ctx.Err())
+	case <-t.C:
+		return nil, errBusy(fmt.Sprintf("%d NDJSON bodies are streaming already; retry later or send JSON batches", cap(s.ch)))
+	}
 }

@@ -80,6 +80,11 @@ func (s *Server) identityStats(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	// A month that has not begun has no figures, and "churned" would count
+	// every identity of the current month (§7).
+	if current := usage.MonthOf(s.now()); m.Start().After(current.Start()) {
+		return usage.Invalid("month", "must not be after the current month, %s", current)
+	}
 	st, err := s.store.IdentityStats(c.Request().Context(), account, m, svc)
 	if err != nil {
 		return err

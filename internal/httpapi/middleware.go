@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -41,7 +42,12 @@ func (s *Server) requestLog(next echo.HandlerFunc) echo.HandlerFunc {
 		c.Response().Header().Set(HeaderRequestID, id)
 
 		err := next(c)
-		if err != nil {
+		aborted := false
+		switch {
+		case err != nil && c.Response().Committed:
+			s.afterCommit(c, err)
+			aborted = true
+		case err != nil:
 			c.Error(err) // writes the problem document so the status is known
 		}
 		p := principal(c)
@@ -57,6 +63,11 @@ func (s *Server) requestLog(next echo.HandlerFunc) echo.HandlerFunc {
 			slog.String("account_sid", c.Param("account_sid")),
 			slog.String("key_sid", p.KeySID),
 		)
+		if aborted {
+			// net/http closes the connection without ending the answer
+			// (no last chunk), so the client cannot take it for complete.
+			panic(http.ErrAbortHandler)
+		}
 		return nil
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -16,6 +17,8 @@ import (
 	"github.com/tallyhq/tally/internal/usage"
 	"github.com/tallyhq/tally/reports"
 )
+
+const csvType = "text/csv; charset=utf-8"
 
 // wantsCSV reports whether the client asked for CSV (?format=csv or Accept).
 func wantsCSV(c echo.Context) bool {
@@ -89,9 +92,7 @@ func (s *Server) respondReport(c echo.Context, r usage.Report) error {
 		return err
 	}
 	if wantsCSV(c) {
-		c.Response().Header().Set(echo.HeaderContentType, "text/csv; charset=utf-8")
-		c.Response().WriteHeader(http.StatusOK)
-		return reports.WriteReportCSV(c.Response(), out)
+		return stream(c, http.StatusOK, csvType, func(w io.Writer) error { return reports.WriteReportCSV(w, out) })
 	}
 	return c.JSON(http.StatusOK, out)
 }
@@ -210,16 +211,16 @@ func (s *Server) getRoster(c echo.Context) error {
 	}
 
 	if wantsCSV(c) {
-		c.Response().Header().Set(echo.HeaderContentType, "text/csv; charset=utf-8")
-		c.Response().WriteHeader(http.StatusOK)
-		w, err := reports.NewRosterCSV(c.Response())
-		if err != nil {
-			return err
-		}
-		if err := s.store.Roster(ctx, q, w.Write); err != nil {
-			return err // the status is sent; the error handler only logs
-		}
-		return w.Flush()
+		return stream(c, http.StatusOK, csvType, func(out io.Writer) error {
+			w, err := reports.NewRosterCSV(out)
+			if err != nil {
+				return err
+			}
+			if err := s.store.Roster(ctx, q, w.Write); err != nil {
+				return err
+			}
+			return w.Flush()
+		})
 	}
 
 	size, err := pageSize(c)
@@ -321,9 +322,7 @@ func (s *Server) platformReport(c echo.Context) error {
 		lines = append(lines, reports.NewAccountLine(a.Name, out))
 	}
 	if wantsCSV(c) {
-		c.Response().Header().Set(echo.HeaderContentType, "text/csv; charset=utf-8")
-		c.Response().WriteHeader(http.StatusOK)
-		return reports.WriteAccountLinesCSV(c.Response(), lines)
+		return stream(c, http.StatusOK, csvType, func(w io.Writer) error { return reports.WriteAccountLinesCSV(w, lines) })
 	}
 	return c.JSON(http.StatusOK, struct {
 		Accounts []reports.AccountLine `json:"accounts"`
