@@ -92,7 +92,7 @@ func (e *env) serveAPI(ctx context.Context, ln net.Listener, pool *pgxpool.Pool,
 	if err != nil {
 		return err
 	}
-	foldEvery, err := e.duration("TALLY_FOLD_INTERVAL", 10*time.Second)
+	foldEvery, err := e.duration("TALLY_FOLD_INTERVAL", time.Second)
 	if err != nil {
 		return err
 	}
