@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -52,44 +53,17 @@ func figures(ctx context.Context, q querier, accountSID string, m usage.Month) (
 	var n, restOnly int64
 	var through *time.Time
 	_, err = pgx.ForEachRow(rows, []any{&svc, &act, &n, &restOnly, &through}, func() error {
-		if len(f.Services) == 0 || f.Services[len(f.Services)-1].ServiceSID != svc {
-			f.Services = append(f.Services, usage.ServiceFigures{ServiceSID: svc, ByFirstActivity: map[usage.Activity]int64{}})
-		}
-		cur := &f.Services[len(f.Services)-1]
-		cur.ActiveUsers += n
-		cur.RESTOnlyUsers += restOnly
-		cur.ByFirstActivity[usage.Activity(act)] += n
-		f.ActiveUsers += n
-		if through != nil && (f.EventsThrough == nil || through.After(*f.EventsThrough)) {
-			t := through.UTC()
-			f.EventsThrough = &t
-		}
+		addFigures(&f, svc, act, n, restOnly, through)
 		return nil
 	})
 	if err != nil {
 		return f, fmt.Errorf("figures of %s %s: %w", accountSID, m, err)
 	}
-	bySID := make(map[string]*usage.ServiceFigures, len(f.Services))
-	for i := range f.Services {
-		bySID[f.Services[i].ServiceSID] = &f.Services[i]
-	}
 	rows, err = q.Query(ctx, monthNewUsers, accountSID, m.Start())
 	if err != nil {
 		return f, fmt.Errorf("new users of %s %s: %w", accountSID, m, err)
 	}
-	_, err = pgx.ForEachRow(rows, []any{&svc, &n}, func() error {
-		s := bySID[svc]
-		if s == nil || n > s.ActiveUsers {
-			active := int64(0)
-			if s != nil {
-				active = s.ActiveUsers
-			}
-			return fmt.Errorf("%d users of service %s begin in a month where it has %d active: the rollup is inconsistent",
-				n, svc, active)
-		}
-		s.NewUsers = n
-		return nil
-	})
+	_, err = pgx.ForEachRow(rows, []any{&svc, &n}, func() error { return setNewUsers(&f, svc, n) })
 	if err != nil {
 		return f, fmt.Errorf("new users of %s %s: %w", accountSID, m, err)
 	}
@@ -100,6 +74,38 @@ func figures(ctx context.Context, q querier, accountSID string, m usage.Month) (
 		}
 	}
 	return f, nil
+}
+
+// addFigures adds a row of monthFigures (services in order) to f.
+func addFigures(f *usage.Figures, svc, act string, n, restOnly int64, through *time.Time) {
+	if len(f.Services) == 0 || f.Services[len(f.Services)-1].ServiceSID != svc {
+		f.Services = append(f.Services, usage.ServiceFigures{ServiceSID: svc, ByFirstActivity: map[usage.Activity]int64{}})
+	}
+	cur := &f.Services[len(f.Services)-1]
+	cur.ActiveUsers += n
+	cur.RESTOnlyUsers += restOnly
+	cur.ByFirstActivity[usage.Activity(act)] += n
+	f.ActiveUsers += n
+	if through != nil && (f.EventsThrough == nil || through.After(*f.EventsThrough)) {
+		t := through.UTC()
+		f.EventsThrough = &t
+	}
+}
+
+// setNewUsers sets a service's new users from a row of monthNewUsers, once
+// its active users are counted.
+func setNewUsers(f *usage.Figures, svc string, n int64) error {
+	i := slices.IndexFunc(f.Services, func(s usage.ServiceFigures) bool { return s.ServiceSID == svc })
+	if i < 0 || n > f.Services[i].ActiveUsers {
+		active := int64(0)
+		if i >= 0 {
+			active = f.Services[i].ActiveUsers
+		}
+		return fmt.Errorf("%d users of service %s begin in a month where it has %d active: the rollup is inconsistent",
+			n, svc, active)
+	}
+	f.Services[i].NewUsers = n
+	return nil
 }
 
 const rosterColumns = `service_sid, identity, first_activity, first_event_id, %s, %s, events`
