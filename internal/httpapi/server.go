@@ -4,6 +4,7 @@
 package httpapi
 
 import (
+	"cmp"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -34,6 +35,15 @@ type Config struct {
 	IngestLimit, TokenLimit Limit
 	// Ready reports whether the database is reachable and migrated.
 	Ready func(*http.Request) error
+	// BodyIdle is the longest wait for the next bytes of a request body,
+	// BodyTimeout the longest for a whole JSON body, StreamTimeout for a
+	// whole NDJSON body; zero values take the defaults.
+	BodyIdle, BodyTimeout, StreamTimeout time.Duration
+	// StreamConns is how many NDJSON bodies may stream into PostgreSQL at
+	// once, each holding a connection while its client sends: the rest of
+	// the pool stays free for reads, JSON batches, tokens and health.
+	// Default a quarter of the pool, at least 1.
+	StreamConns int
 }
 
 // Server holds what handlers share.
@@ -50,6 +60,9 @@ type Server struct {
 	tokens  *limiter
 	authLog *postgres.Coalescer // the authenticate events of verifications, group-committed
 
+	bodyIdle, bodyTimeout, streamTimeout time.Duration
+	streams                              *streamSlots
+
 	accounts sync.Map // account SIDs known to exist
 }
 
@@ -64,14 +77,22 @@ func New(cfg Config) *echo.Echo {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	pool := cfg.Store.Pool()
+	if cfg.StreamConns <= 0 {
+		cfg.StreamConns = max(1, int(pool.Config().MaxConns)/4)
+	}
 	s := &Server{
 		store: cfg.Store, box: cfg.Box, log: cfg.Logger, now: cfg.Now,
-		keys:    newKeyCache(cfg.Store, cfg.Box, cfg.KeyTTL),
-		ready:   cfg.Ready,
-		metrics: newMetrics(cfg.Store.Pool()),
-		job:     cfg.Job,
-		ingest:  newLimiter(orDefault(cfg.IngestLimit, DefaultIngestLimit)),
-		tokens:  newLimiter(orDefault(cfg.TokenLimit, DefaultTokenLimit)),
+		bodyIdle:      cmp.Or(cfg.BodyIdle, DefaultBodyIdle),
+		bodyTimeout:   cmp.Or(cfg.BodyTimeout, DefaultBodyTimeout),
+		streamTimeout: cmp.Or(cfg.StreamTimeout, DefaultStreamTimeout),
+		streams:       newStreamSlots(cfg.StreamConns),
+		keys:          newKeyCache(cfg.Store, cfg.Box, cfg.KeyTTL),
+		ready:         cfg.Ready,
+		metrics:       newMetrics(pool),
+		job:           cfg.Job,
+		ingest:        newLimiter(orDefault(cfg.IngestLimit, DefaultIngestLimit)),
+		tokens:        newLimiter(orDefault(cfg.TokenLimit, DefaultTokenLimit)),
 	}
 	// One flush in flight per account (the verifications that arrive
 	// meanwhile gather into its next group), at most four in all.
@@ -94,35 +115,40 @@ func New(cfg Config) *echo.Echo {
 	return e
 }
 
-// routes declares every route of the API.
+// routes declares every route of the API. Authentication is middleware of
+// each /v1 route rather than of a group: a group's middleware makes echo
+// route every path under it, and a wrong method on an existing path would
+// then be 404 instead of 405 with Allow.
 func (s *Server) routes(e *echo.Echo) {
-	e.Use(s.requestLog)
+	e.Use(s.requestLog, s.bodyDeadlines)
 
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
 	e.GET("/metrics", s.metrics.handler())
 	e.GET("/openapi.yaml", s.openapi)
 
-	v1 := e.Group("/v1", s.authenticate)
-	v1.GET("/me", s.me)
-	v1.POST("/accounts", s.createAccount)
-	v1.GET("/accounts", s.listAccounts)
-	v1.POST("/accounts/:account_sid/keys", s.createKey)
-	v1.GET("/accounts/:account_sid/keys", s.listKeys)
-	v1.DELETE("/accounts/:account_sid/keys/:key_sid", s.revokeKey)
-	v1.POST("/accounts/:account_sid/events", s.postEvents, s.ingest.middleware)
-	v1.POST("/accounts/:account_sid/tokens", s.mintToken, s.tokens.middleware)
-	v1.POST("/accounts/:account_sid/tokens/verify", s.verifyToken, s.tokens.middleware)
-	v1.GET("/accounts/:account_sid/reports", s.listReports)
-	v1.GET("/accounts/:account_sid/reports/:month", s.getReport)
-	v1.GET("/accounts/:account_sid/reports/:month/users", s.getRoster)
-	v1.POST("/accounts/:account_sid/reports/:month/run", s.runReport)
-	v1.GET("/accounts/:account_sid/rate-card", s.getRateCard)
-	v1.PUT("/accounts/:account_sid/rate-card", s.putRateCard)
-	v1.GET("/reports/:month", s.platformReport)
-	v1.GET("/accounts/:account_sid/identities/stats", s.identityStats)
-	v1.GET("/accounts/:account_sid/identities", s.listIdentities)
-	v1.GET("/accounts/:account_sid/services/:service_sid/users/:identity", s.userHistory)
+	v1 := func(method, path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) {
+		e.Add(method, "/v1"+path, h, append([]echo.MiddlewareFunc{s.authenticate}, m...)...)
+	}
+	v1(http.MethodGet, "/me", s.me)
+	v1(http.MethodPost, "/accounts", s.createAccount)
+	v1(http.MethodGet, "/accounts", s.listAccounts)
+	v1(http.MethodPost, "/accounts/:account_sid/keys", s.createKey)
+	v1(http.MethodGet, "/accounts/:account_sid/keys", s.listKeys)
+	v1(http.MethodDelete, "/accounts/:account_sid/keys/:key_sid", s.revokeKey)
+	v1(http.MethodPost, "/accounts/:account_sid/events", s.postEvents, s.ingest.middleware)
+	v1(http.MethodPost, "/accounts/:account_sid/tokens", s.mintToken, s.tokens.middleware)
+	v1(http.MethodPost, "/accounts/:account_sid/tokens/verify", s.verifyToken, s.tokens.middleware)
+	v1(http.MethodGet, "/accounts/:account_sid/reports", s.listReports)
+	v1(http.MethodGet, "/accounts/:account_sid/reports/:month", s.getReport)
+	v1(http.MethodGet, "/accounts/:account_sid/reports/:month/users", s.getRoster)
+	v1(http.MethodPost, "/accounts/:account_sid/reports/:month/run", s.runReport)
+	v1(http.MethodGet, "/accounts/:account_sid/rate-card", s.getRateCard)
+	v1(http.MethodPut, "/accounts/:account_sid/rate-card", s.putRateCard)
+	v1(http.MethodGet, "/reports/:month", s.platformReport)
+	v1(http.MethodGet, "/accounts/:account_sid/identities/stats", s.identityStats)
+	v1(http.MethodGet, "/accounts/:account_sid/identities", s.listIdentities)
+	v1(http.MethodGet, "/accounts/:account_sid/services/:service_sid/users/:identity", s.userHistory)
 }
 
 func orDefault(l, def Limit) Limit {
