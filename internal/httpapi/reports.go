@@ -309,13 +309,19 @@ func (s *Server) platformReport(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	sids := make([]string, len(accounts))
+	for i, a := range accounts {
+		sids[i] = a.SID
+	}
+	// Every account's month at once: one report per account would fold,
+	// open a transaction and read a roster for each (~2 s at 1 000 accounts).
+	all, err := s.store.MonthReports(c.Request().Context(), sids, m)
+	if err != nil {
+		return err
+	}
 	lines := make([]reports.AccountLine, 0, len(accounts))
 	for _, a := range accounts {
-		r, err := s.report(c, a.SID, m, nil)
-		if err != nil {
-			return err
-		}
-		out, err := reports.NewReport(r)
+		out, err := reports.NewReport(all[a.SID])
 		if err != nil {
 			return err
 		}
