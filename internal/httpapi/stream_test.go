@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tallyhq/tally/internal/pgtest"
 	"github.com/tallyhq/tally/internal/usage"
 )
 
@@ -31,10 +32,20 @@ func TestFailedExportIsNotEmpty(t *testing.T) {
 	if r := e.post(e.keys[e.acme][usage.RoleAdmin], "/v1/accounts/"+e.acme+"/reports/2026-09/run", ""); r.status != 200 {
 		t.Fatalf("run: %d %s", r.status, r.body)
 	}
+	// boom fails on one identity, set by setBoom. It names the identity
+	// in its body rather than reading it from a table: on Citus it runs on
+	// the workers, inside a query on a shard, which may not query a
+	// distributed table; CREATE OR REPLACE reaches every node.
+	boom := func(t *testing.T, identity string) {
+		t.Helper()
+		stmt := `CREATE OR REPLACE FUNCTION boom(i text) RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
+		 BEGIN IF i = ` + pgQuote(identity) + ` THEN RAISE EXCEPTION 'boom at %', i; END IF; RETURN true; END $$`
+		if _, err := e.pool.Exec(t.Context(), stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	boom(t, "")
 	for _, stmt := range []string{
-		`CREATE TABLE boom (identity text)`,
-		`CREATE FUNCTION boom(i text) RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
-		 BEGIN IF EXISTS (SELECT 1 FROM boom WHERE identity = i) THEN RAISE EXCEPTION 'boom at %', i; END IF; RETURN true; END $$`,
 		`ALTER TABLE report_roster RENAME TO report_roster_real`,
 		// Sorted below the filter, so rows leave one by one until the failing one.
 		`CREATE VIEW report_roster AS SELECT * FROM (SELECT * FROM report_roster_real ORDER BY service_sid, identity) s WHERE boom(s.identity)`,
@@ -56,18 +67,7 @@ func TestFailedExportIsNotEmpty(t *testing.T) {
 		b, err := io.ReadAll(resp.Body)
 		return resp, b, err
 	}
-	setBoom := func(t *testing.T, identity string) {
-		t.Helper()
-		if _, err := e.pool.Exec(t.Context(), `DELETE FROM boom`); err != nil {
-			t.Fatal(err)
-		}
-		if identity != "" {
-			if _, err := e.pool.Exec(t.Context(), `INSERT INTO boom VALUES ($1)`, identity); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-
+	setBoom := boom
 	t.Run("intact", func(t *testing.T) {
 		setBoom(t, "")
 		resp, body, err := export(t)
@@ -93,7 +93,12 @@ func TestFailedExportIsNotEmpty(t *testing.T) {
 		setBoom(t, "u1200")
 		logged := strings.Count(e.logs.String(), `"level":"ERROR"`)
 		resp, body, err := export(t)
-		if err == nil {
+		if pgtest.Engine() == pgtest.Citus && err == nil && resp.StatusCode >= 500 {
+			// Citus's coordinator gathers a query's rows from the workers
+			// before it returns the first: the failure comes before any row
+			// is sent, and is answered as one.
+			t.Logf("on Citus the failure came before the first row: status %d", resp.StatusCode)
+		} else if err == nil {
 			t.Fatalf("status %d and %d complete lines: a failed export reads as a complete one", resp.StatusCode, strings.Count(string(body), "\n"))
 		}
 		t.Logf("status %d, %d bytes, then %v", resp.StatusCode, len(body), err)
@@ -102,3 +107,6 @@ func TestFailedExportIsNotEmpty(t *testing.T) {
 		}
 	})
 }
+
+// pgQuote quotes a string as an SQL literal.
+func pgQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
