@@ -28,7 +28,7 @@ import (
 // importTally is a tally served in-process on a private cluster, for the
 // import tests: the server is real, the CLI runs as run() or as the binary.
 type importTally struct {
-	url, account string
+	url, account  string
 	ingest, admin credentialKey
 }
 
