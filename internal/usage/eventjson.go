@@ -58,7 +58,7 @@ func DecodeEvent(raw []byte, index int, now time.Time, errs []FieldError) (Event
 		Actor: w.Actor, ChannelSID: w.ChannelSID, EndpointID: w.EndpointID,
 	}
 	if w.OccurredAt != "" {
-		t, err := time.Parse(time.RFC3339Nano, w.OccurredAt)
+		t, err := ParseTimestamp(w.OccurredAt)
 		if err != nil {
 			errs = append(errs, FieldError{Index: index, Field: "occurred_at",
 				Message: "must be an RFC 3339 timestamp such as 2026-10-05T12:00:00Z"})
