@@ -19,7 +19,9 @@ import (
 	"github.com/tallyhq/tally/internal/usage"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+// On plain PostgreSQL only: what this package adds over the API is HTTP, and
+// the API's store code is tested on Citus too (internal/postgres, httpapi).
+func TestMain(m *testing.M) { pgtest.MainOn(m, pgtest.Postgres) }
 
 // tally is a real tally API on its own database, with one account and a
 // key of each role, behind a recorder of the batches it acknowledged.

@@ -25,7 +25,9 @@ import (
 	"github.com/tallyhq/tally/internal/usage"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+// On plain PostgreSQL only: what this package adds over the API is HTTP, and
+// the API's store code is tested on Citus too (internal/postgres, httpapi).
+func TestMain(m *testing.M) { pgtest.MainOn(m, pgtest.Postgres) }
 
 // The tests build the server exactly as `tally serve` does: the API's echo
 // instance with the console registered on it, so that the console's figures

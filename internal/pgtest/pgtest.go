@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -42,7 +43,7 @@ const (
 )
 
 // DefaultEngines is the engine list when TALLY_TEST_ENGINES is unset.
-const DefaultEngines = Postgres
+const DefaultEngines = Postgres + "," + Citus
 
 // citusWorkers is the size of the test Citus cluster: two workers, so
 // that accounts' rows land on different nodes.
@@ -78,11 +79,22 @@ type cloned struct {
 // runs the tests and cleans up; the exit status is the worst of the runs.
 // A Citus run is skipped with a message when Citus is not installed,
 // unless CI is set, where that fails.
-func Main(m *testing.M) {
+func Main(m *testing.M) { MainOn(m) }
+
+// MainOn is Main for a package whose tests need only some engines: it runs
+// those of TALLY_TEST_ENGINES that are in only (all when only is empty),
+// or, when none is, the first of only.
+func MainOn(m *testing.M, only ...string) {
 	engines, err := Engines()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "pgtest:", err)
 		os.Exit(2)
+	}
+	if len(only) > 0 {
+		engines = slices.DeleteFunc(engines, func(e string) bool { return !slices.Contains(only, e) })
+		if len(engines) == 0 {
+			engines = only[:1]
+		}
 	}
 	flag.Parse()
 	// Fuzzing and listing are not repeated per engine: the first will do.
