@@ -18,6 +18,7 @@ import (
 
 	"github.com/tallyhq/tally/client"
 	"github.com/tallyhq/tally/internal/httpapi"
+	"github.com/tallyhq/tally/internal/keys"
 	"github.com/tallyhq/tally/internal/pgtest"
 	"github.com/tallyhq/tally/internal/postgres"
 	"github.com/tallyhq/tally/internal/secrets"
@@ -65,7 +66,7 @@ var exampleServer = sync.OnceValue(func() (s struct {
 		role usage.Role
 		into *key
 	}{{usage.RoleIngest, &s.ingest}, {usage.RoleAdmin, &s.admin}, {usage.RoleFinance, &s.finance}} {
-		sk, secret, err := httpapi.CreateKey(ctx, store, box, acct.SID, k.role, string(k.role))
+		sk, secret, err := keys.Create(ctx, store, box, acct.SID, k.role, string(k.role))
 		if err != nil {
 			log.Fatal(err)
 		}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tallyhq/tally/internal/httpapi"
+	"github.com/tallyhq/tally/internal/keys"
 	"github.com/tallyhq/tally/internal/pgtest"
 	"github.com/tallyhq/tally/internal/postgres"
 	"github.com/tallyhq/tally/internal/secrets"
@@ -55,7 +56,7 @@ func newTally(t testing.TB) *tally {
 	}
 	tl.account = acct.SID
 	for _, r := range []usage.Role{usage.RoleAdmin, usage.RoleIngest, usage.RoleFinance} {
-		k, secret, err := httpapi.CreateKey(t.Context(), tl.store, box, acct.SID, r, string(r))
+		k, secret, err := keys.Create(t.Context(), tl.store, box, acct.SID, r, string(r))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -12,7 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tallyhq/tally/internal/bench"
-	"github.com/tallyhq/tally/internal/httpapi"
+	"github.com/tallyhq/tally/internal/keys"
 	"github.com/tallyhq/tally/internal/pgcluster"
 	"github.com/tallyhq/tally/internal/postgres"
 	"github.com/tallyhq/tally/internal/secrets"
@@ -93,7 +93,7 @@ func (e *env) bench(ctx context.Context, what string, o benchOptions) error {
 	if err != nil {
 		return err
 	}
-	k, secret, err := httpapi.CreateKey(ctx, store, box, acct.SID, usage.RoleAdmin, "bench")
+	k, secret, err := keys.Create(ctx, store, box, acct.SID, usage.RoleAdmin, "bench")
 	if err != nil {
 		return err
 	}

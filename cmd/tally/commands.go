@@ -14,7 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
-	"github.com/tallyhq/tally/internal/httpapi"
+	"github.com/tallyhq/tally/internal/keys"
 	"github.com/tallyhq/tally/internal/postgres"
 	"github.com/tallyhq/tally/internal/secrets"
 	"github.com/tallyhq/tally/internal/usage"
@@ -171,7 +171,7 @@ func (e *env) accountsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			k, secret, err := httpapi.CreateKey(cmd.Context(), store, box, a.SID, usage.RoleAdmin, "created by tally accounts create")
+			k, secret, err := keys.Create(cmd.Context(), store, box, a.SID, usage.RoleAdmin, "created by tally accounts create")
 			if err != nil {
 				return err
 			}
@@ -204,7 +204,7 @@ func (e *env) keysCommand() *cobra.Command {
 			if _, err := store.Account(cmd.Context(), account); err != nil {
 				return fmt.Errorf("account %s: %w", account, err)
 			}
-			k, secret, err := httpapi.CreateKey(cmd.Context(), store, box, account, usage.Role(role), friendly)
+			k, secret, err := keys.Create(cmd.Context(), store, box, account, usage.Role(role), friendly)
 			if err != nil {
 				return err
 			}

@@ -13,7 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
-	"github.com/tallyhq/tally/internal/httpapi"
+	"github.com/tallyhq/tally/internal/keys"
 	"github.com/tallyhq/tally/internal/pgcluster"
 	"github.com/tallyhq/tally/internal/postgres"
 	"github.com/tallyhq/tally/internal/secrets"
@@ -222,7 +222,7 @@ func devCredentials(ctx context.Context, store *postgres.Store, box *secrets.Box
 	if err != nil {
 		return c, err
 	}
-	pk, psecret, err := httpapi.CreateKey(ctx, store, box, platform.SID, usage.RoleAdmin, "tally dev platform admin")
+	pk, psecret, err := keys.Create(ctx, store, box, platform.SID, usage.RoleAdmin, "tally dev platform admin")
 	if err != nil {
 		return c, err
 	}
@@ -230,7 +230,7 @@ func devCredentials(ctx context.Context, store *postgres.Store, box *secrets.Box
 	if err != nil {
 		return c, err
 	}
-	dk, dsecret, err := httpapi.CreateKey(ctx, store, box, demo.SID, usage.RoleAdmin, "tally dev demo admin")
+	dk, dsecret, err := keys.Create(ctx, store, box, demo.SID, usage.RoleAdmin, "tally dev demo admin")
 	if err != nil {
 		return c, err
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tallyhq/tally/internal/httpapi"
+	"github.com/tallyhq/tally/internal/keys"
 	"github.com/tallyhq/tally/internal/pgcluster"
 	"github.com/tallyhq/tally/internal/postgres"
 	"github.com/tallyhq/tally/internal/secrets"
@@ -71,7 +72,7 @@ func startImportTally(t *testing.T) importTally {
 		role usage.Role
 		into *credentialKey
 	}{{usage.RoleIngest, &it.ingest}, {usage.RoleAdmin, &it.admin}} {
-		key, secret, err := httpapi.CreateKey(ctx, store, box, acct.SID, k.role, string(k.role))
+		key, secret, err := keys.Create(ctx, store, box, acct.SID, k.role, string(k.role))
 		if err != nil {
 			t.Fatal(err)
 		}

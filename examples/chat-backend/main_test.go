@@ -13,6 +13,7 @@ import (
 
 	"github.com/tallyhq/tally/client"
 	"github.com/tallyhq/tally/internal/httpapi"
+	"github.com/tallyhq/tally/internal/keys"
 	"github.com/tallyhq/tally/internal/pgtest"
 	"github.com/tallyhq/tally/internal/postgres"
 	"github.com/tallyhq/tally/internal/secrets"
@@ -31,11 +32,11 @@ func TestChatBackend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ingest, secret, err := httpapi.CreateKey(t.Context(), store, box, acct.SID, usage.RoleIngest, "backend")
+	ingest, secret, err := keys.Create(t.Context(), store, box, acct.SID, usage.RoleIngest, "backend")
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin, adminSecret, err := httpapi.CreateKey(t.Context(), store, box, acct.SID, usage.RoleAdmin, "test")
+	admin, adminSecret, err := keys.Create(t.Context(), store, box, acct.SID, usage.RoleAdmin, "test")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/tallyhq/tally/internal/console"
 	"github.com/tallyhq/tally/internal/httpapi"
+	"github.com/tallyhq/tally/internal/keys"
 	"github.com/tallyhq/tally/internal/pgtest"
 	"github.com/tallyhq/tally/internal/postgres"
 	"github.com/tallyhq/tally/internal/secrets"
@@ -79,7 +80,7 @@ func newEnv(t *testing.T, cfg console.Config) *env {
 		*a.sid = acct.SID
 		e.keys[acct.SID] = map[usage.Role]cred{}
 		for _, r := range []usage.Role{usage.RoleAdmin, usage.RoleIngest, usage.RoleFinance} {
-			k, secret, err := httpapi.CreateKey(t.Context(), e.store, box, acct.SID, r, string(r)+" key")
+			k, secret, err := keys.Create(t.Context(), e.store, box, acct.SID, r, string(r)+" key")
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/tallyhq/tally/internal/keys"
 	"github.com/tallyhq/tally/internal/usage"
 )
 
@@ -65,11 +66,7 @@ func (h *Handler) createKey(c echo.Context) error {
 	if page.Message != "" {
 		return h.renderKeys(c, http.StatusUnprocessableEntity, page)
 	}
-	// As httpapi.CreateKey (which this package may not import): the secret
-	// is stored only sealed under the master key.
-	secret := usage.NewSecret()
-	k := usage.Key{SID: usage.NewKeySID(), AccountSID: account, Role: role, FriendlyName: name}
-	k, err := h.store.CreateKey(c.Request().Context(), k, h.box.Seal(secret, k.SID))
+	k, secret, err := keys.Create(c.Request().Context(), h.store, h.box, account, role, name)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/tallyhq/tally/internal/keys"
 	"github.com/tallyhq/tally/internal/usage"
 )
 
@@ -90,7 +91,7 @@ func (s *Server) createKey(c echo.Context) error {
 	if len(req.FriendlyName) > 256 || !utf8.ValidString(req.FriendlyName) || strings.IndexByte(req.FriendlyName, 0) >= 0 {
 		return usage.Invalid("friendly_name", "must be at most 256 bytes of UTF-8 text")
 	}
-	k, secret, err := CreateKey(c.Request().Context(), s.store, s.box, account, req.Role, req.FriendlyName)
+	k, secret, err := keys.Create(c.Request().Context(), s.store, s.box, account, req.Role, req.FriendlyName)
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tallyhq/tally/internal/httpapi"
+	"github.com/tallyhq/tally/internal/keys"
 	"github.com/tallyhq/tally/internal/pgtest"
 	"github.com/tallyhq/tally/internal/postgres"
 	"github.com/tallyhq/tally/internal/secrets"
@@ -90,7 +91,7 @@ func newEnv(t *testing.T) *env {
 		*a.sid = acct.SID
 		e.keys[acct.SID] = map[usage.Role]cred{}
 		for _, r := range []usage.Role{usage.RoleAdmin, usage.RoleIngest, usage.RoleFinance} {
-			k, secret, err := httpapi.CreateKey(t.Context(), e.store, box, acct.SID, r, string(r))
+			k, secret, err := keys.Create(t.Context(), e.store, box, acct.SID, r, string(r))
 			if err != nil {
 				t.Fatal(err)
 			}

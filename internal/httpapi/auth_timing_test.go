@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tallyhq/tally/internal/keys"
 	"github.com/tallyhq/tally/internal/pgtest"
 	"github.com/tallyhq/tally/internal/postgres"
 	"github.com/tallyhq/tally/internal/secrets"
@@ -28,7 +29,7 @@ func refusalFixture(tb testing.TB) (store *postgres.Store, box *secrets.Box, kno
 	if err != nil {
 		tb.Fatal(err)
 	}
-	k, _, err := CreateKey(ctx, store, box, acct.SID, usage.RoleIngest, "timing")
+	k, _, err := keys.Create(ctx, store, box, acct.SID, usage.RoleIngest, "timing")
 	if err != nil {
 		tb.Fatal(err)
 	}
