@@ -64,7 +64,8 @@ type Config struct {
 	HTTPClient *http.Client
 	// OnError is told of events that will never be accepted: a batch the
 	// server refused (a *Error), or one given up on after retries. It is
-	// called from the client's own goroutines and must not block for long.
+	// called from the client's own goroutines and must not block for long,
+	// nor call Flush or Close, which wait for those goroutines.
 	OnError func(error)
 }
 
