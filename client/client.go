@@ -189,6 +189,9 @@ func (c *Client) Track(ctx context.Context, e Event) error {
 		if c.queued < c.cfg.MaxQueue {
 			break
 		}
+		// The queue is full: what is waiting goes now, not FlushInterval
+		// later, so that room is made as soon as the server allows.
+		c.sealLocked()
 		room := c.room
 		c.mu.Unlock()
 		select {

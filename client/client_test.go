@@ -515,3 +515,28 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestFullQueueSendsAtOnce: when MaxQueue is below BatchSize, a full queue
+// sends what it holds at once instead of waiting FlushInterval.
+func TestFullQueueSendsAtOnce(t *testing.T) {
+	tl := newTally(t)
+	c := newClient(t, tl.srv.URL, tl.keys[usage.RoleIngest], client.Config{AccountSID: tl.account, MaxQueue: 10, FlushInterval: time.Hour})
+	start := time.Now()
+	for i := range 25 {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		err := c.Track(ctx, sendEvent(fmt.Sprint("q", i), "alice", october))
+		cancel()
+		if err != nil {
+			t.Fatalf("Track %d: %v", i, err)
+		}
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("25 events through a queue of 10 took %s: the full queue waited for FlushInterval", d)
+	}
+	if err := c.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := c.Stats(), (client.Stats{Accepted: 25}); got != want {
+		t.Errorf("Stats() = %+v, want %+v", got, want)
+	}
+}
