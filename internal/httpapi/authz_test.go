@@ -17,6 +17,7 @@ import (
 type policy struct {
 	public        bool         // no credentials needed
 	roles         []usage.Role // roles allowed on their own account
+	anyKey        bool         // any valid key, of any account and role (/v1/me)
 	platformOnly  bool         // only platform keys (and then only roles)
 	noPlatformFor bool         // a platform key naming another account gets 403 (tokens)
 	platformWrite bool         // only a platform admin, on any account (rate card PUT)
@@ -43,14 +44,15 @@ func TestAuthorizationMatrix(t *testing.T) {
 	tok := mintFor(t, e)
 
 	rows := map[string]policy{
-		"GET /healthz":                                                        {public: true, success: 200},
-		"GET /readyz":                                                         {public: true, success: 200},
-		"GET /metrics":                                                        {public: true, success: 200},
-		"GET /openapi.yaml":                                                   {public: true, success: 200},
-		"POST /v1/accounts":                                                   {platformOnly: true, roles: admin, success: 201, body: `{"name":"New"}`},
-		"GET /v1/accounts":                                                    {platformOnly: true, roles: admin, success: 200},
-		"POST /v1/accounts/:account_sid/keys":                                 {roles: admin, success: 201, body: `{"role":"finance"}`},
-		"GET /v1/accounts/:account_sid/keys":                                  {roles: admin, success: 200},
+		"GET /healthz":                        {public: true, success: 200},
+		"GET /readyz":                         {public: true, success: 200},
+		"GET /metrics":                        {public: true, success: 200},
+		"GET /openapi.yaml":                   {public: true, success: 200},
+		"POST /v1/accounts":                   {platformOnly: true, roles: admin, success: 201, body: `{"name":"New"}`},
+		"GET /v1/accounts":                    {platformOnly: true, roles: admin, success: 200},
+		"GET /v1/me":                          {anyKey: true, success: 200},
+		"POST /v1/accounts/:account_sid/keys": {roles: admin, success: 201, body: `{"role":"finance"}`},
+		"GET /v1/accounts/:account_sid/keys":  {roles: admin, success: 200},
 		"DELETE /v1/accounts/:account_sid/keys/:key_sid":                      {roles: admin, success: 204},
 		"POST /v1/accounts/:account_sid/events":                               {roles: ingest, success: 200, body: batch(eventJSON("m1", "alice", "2026-10-05T12:00:00Z"))},
 		"POST /v1/accounts/:account_sid/tokens":                               {roles: ingest, noPlatformFor: true, success: 201, body: `{"identity":"alice","grants":{"chat":{"service_sid":"ISa"}}}`},
@@ -135,7 +137,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 }
 
 func expected(p policy, account string, role usage.Role, platform bool, target string) int {
-	if p.public {
+	if p.public || p.anyKey {
 		return p.success
 	}
 	allowed := false
