@@ -28,6 +28,26 @@ type Env struct {
 	KeySID     string
 	Secret     string
 	Server     *exec.Cmd
+	// Accounts the ingest benches spread their bodies over, round robin
+	// (empty: the one above). On Citus each account lives on one worker.
+	Accounts []Account
+	// Nodes are the database's servers, for CPU and size per node (empty
+	// when the database is not the bench's own).
+	Nodes []Node
+	// Citus: the database is a Citus coordinator; the raw COPY yardstick
+	// then goes to a table distributed like events.
+	Citus bool
+}
+
+// Account is an account the bench writes to, with an admin key of its own.
+type Account struct{ SID, KeySID, Secret string }
+
+// accounts are the accounts bodies go to, in turn.
+func (e *Env) accounts() []Account {
+	if len(e.Accounts) > 0 {
+		return e.Accounts
+	}
+	return []Account{{e.AccountSID, e.KeySID, e.Secret}}
 }
 
 // StartServer runs `tally serve` (bin) on a free loopback port with env.

@@ -96,7 +96,11 @@ func (e *Env) Post(ctx context.Context, bodies [][]byte, ndjson bool, clients in
 	if ndjson {
 		ct = "application/x-ndjson"
 	}
-	work := make(chan []byte)
+	type job struct {
+		body []byte
+		acct Account
+	}
+	work := make(chan job)
 	var mu sync.Mutex
 	var totals [3]int64
 	var firstErr error
@@ -107,9 +111,10 @@ func (e *Env) Post(ctx context.Context, bodies [][]byte, ndjson bool, clients in
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for body := range work {
-				req, _ := http.NewRequestWithContext(ctx, "POST", e.BaseURL+"/v1/accounts/"+e.AccountSID+"/events", bytes.NewReader(body))
-				req.SetBasicAuth(e.KeySID, e.Secret)
+			for j := range work {
+				body, a := j.body, j.acct
+				req, _ := http.NewRequestWithContext(ctx, "POST", e.BaseURL+"/v1/accounts/"+a.SID+"/events", bytes.NewReader(body))
+				req.SetBasicAuth(a.KeySID, a.Secret)
 				req.Header.Set("Content-Type", ct)
 				resp, err := client.Do(req)
 				var res struct{ Accepted, Duplicates, Late int64 }
@@ -133,8 +138,9 @@ func (e *Env) Post(ctx context.Context, bodies [][]byte, ndjson bool, clients in
 			}
 		}()
 	}
-	for _, b := range bodies {
-		work <- b
+	accts := e.accounts()
+	for i, b := range bodies {
+		work <- job{b, accts[i%len(accts)]}
 	}
 	close(work)
 	wg.Wait()
@@ -185,8 +191,20 @@ func (e *Env) RawCopy(ctx context.Context, w Workload, batch, clients int) (time
 		  PRIMARY KEY (account_sid, event_id))`); err != nil {
 		return 0, err
 	}
+	if e.Citus {
+		// The same key and shards as events: each chunk is routed to the
+		// worker holding its account.
+		if _, err := e.Pool.Exec(ctx, `SELECT create_distributed_table('bench_copy', 'account_sid', colocate_with => 'events')`); err != nil {
+			return 0, fmt.Errorf("distribute bench_copy: %w", err)
+		}
+	}
+	accts := e.accounts()
+	type job struct {
+		events []usage.Event
+		sid    string
+	}
 	defer e.Pool.Exec(context.WithoutCancel(ctx), `DROP TABLE IF EXISTS bench_copy`)
-	work := make(chan []usage.Event)
+	work := make(chan job)
 	errc := make(chan error, clients)
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -194,13 +212,14 @@ func (e *Env) RawCopy(ctx context.Context, w Workload, batch, clients int) (time
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for chunk := range work {
+			for j := range work {
+				chunk, sid := j.events, j.sid
 				now := time.Now()
 				_, err := e.Pool.CopyFrom(ctx, pgx.Identifier{"bench_copy"},
 					[]string{"account_sid", "event_id", "occurred_at", "activity", "source", "service_sid", "identity", "endpoint_id", "received_at"},
 					pgx.CopyFromSlice(len(chunk), func(i int) ([]any, error) {
 						ev := chunk[i]
-						return []any{e.AccountSID, ev.ID, ev.OccurredAt, string(ev.Activity), string(ev.Source), ev.ServiceSID, ev.Identity, ev.EndpointID, now}, nil
+						return []any{sid, ev.ID, ev.OccurredAt, string(ev.Activity), string(ev.Source), ev.ServiceSID, ev.Identity, ev.EndpointID, now}, nil
 					}))
 				if err != nil {
 					errc <- err
@@ -210,7 +229,7 @@ func (e *Env) RawCopy(ctx context.Context, w Workload, batch, clients int) (time
 		}()
 	}
 	for i := 0; i < len(w.Events); i += batch {
-		work <- w.Events[i:min(i+batch, len(w.Events))]
+		work <- job{w.Events[i:min(i+batch, len(w.Events))], accts[(i/batch)%len(accts)].SID}
 	}
 	close(work)
 	wg.Wait()
