@@ -67,6 +67,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		"GET /v1/accounts/:account_sid/identities/stats":                      {roles: admin, success: 200},
 		"GET /v1/accounts/:account_sid/identities":                            {roles: admin, success: 200},
 		"GET /v1/accounts/:account_sid/services/:service_sid/users/:identity": {roles: admin, success: 200},
+		"GET /docs": {public: true, success: 200},
 	}
 	concrete := strings.NewReplacer(":account_sid", e.acme, ":key_sid", victim, ":month", "2026-10",
 		":service_sid", "ISa", ":identity", "bob")

@@ -126,6 +126,7 @@ func (s *Server) routes(e *echo.Echo) {
 	e.GET("/readyz", s.readyz)
 	e.GET("/metrics", s.metrics.handler())
 	e.GET("/openapi.yaml", s.openapi)
+	e.GET("/docs", s.docs)
 
 	v1 := func(method, path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) {
 		e.Add(method, "/v1"+path, h, append([]echo.MiddlewareFunc{s.authenticate}, m...)...)
