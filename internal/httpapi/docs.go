@@ -37,11 +37,12 @@ code{padding:0 .2em}pre{padding:.6rem;overflow-x:auto}
 table{border-collapse:collapse;width:100%;margin:.3rem 0}
 th,td{border:1px solid #d0d7de;padding:.25rem .45rem;text-align:left;vertical-align:top}
 th{background:#f6f8fa}
-.m{display:inline-block;min-width:4.2em;text-align:center;border-radius:3px;color:#fff;padding:0 .3em;margin-right:.4em}
+.m{display:inline-block;min-width:4.2em;text-align:center;border-radius:3px;color:#fff;padding:0 .3em;margin-right:.4em;text-transform:uppercase;font:600 12px ui-monospace,monospace;line-height:1.6}
 .get{background:#1a7f37}.post{background:#0969da}.put{background:#9a6700}.delete{background:#cf222e}
 .op{border-left:3px solid #d0d7de;padding-left:.8rem;margin-top:1.5rem}
 .note{color:#57606a}
-nav ul{columns:2;font-size:14px}
+nav ul{list-style:none;padding:0;font-size:14px}
+nav li{margin:.1rem 0}
 ul.schema{list-style:none;padding-left:1.1rem;margin:.2rem 0}
 `
 
