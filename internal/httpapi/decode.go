@@ -146,7 +146,9 @@ func decodeEvent(raw []byte, index int, now time.Time, errs []usage.FieldError) 
 func decodeWireEvent(raw []byte) (w wireEvent, ok bool) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
-	ok = dec.Decode(&w) == nil && !dec.More() && validJSONText(raw)
+	// Only white space may follow the object: dec.More is false before a
+	// stray '}' or ']', which would let `{…}}` through.
+	ok = dec.Decode(&w) == nil && len(bytes.TrimSpace(raw[dec.InputOffset():])) == 0 && validJSONText(raw)
 	return w, ok
 }
 

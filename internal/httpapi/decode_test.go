@@ -44,6 +44,8 @@ func TestDecodeEvent(t *testing.T) {
 		{"array", `[1,2]`, []string{""}, false},
 		{"string", `"x"`, []string{""}, false},
 		{"malformed", `{"id":`, nil, true},
+		{"stray closing brace", `{"id":"a","activity":"join","source":"sdk","service_sid":"S","identity":"i","occurred_at":"2026-11-01T00:00:00Z"}}`, nil, true},
+		{"two objects", `{"id":"a","activity":"join","source":"sdk","service_sid":"S","identity":"i","occurred_at":"2026-11-01T00:00:00Z"} {}`, nil, true},
 		{"deep nesting", strings.Repeat("[", 10000) + strings.Repeat("]", 10000), []string{""}, false},
 	}
 	for _, tt := range tests {
