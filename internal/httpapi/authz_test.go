@@ -66,14 +66,16 @@ func TestAuthorizationMatrix(t *testing.T) {
 		"GET /v1/reports/:month":                                              {platformOnly: true, roles: finance, success: 200},
 		"GET /v1/accounts/:account_sid/identities/stats":                      {roles: admin, success: 200},
 		"GET /v1/accounts/:account_sid/identities":                            {roles: admin, success: 200},
+		"GET /v1/accounts/:account_sid/identities/lookalikes":                 {roles: admin, success: 200},
 		"GET /v1/accounts/:account_sid/services/:service_sid/users/:identity": {roles: admin, success: 200},
 		"GET /docs": {public: true, success: 200},
 	}
 	concrete := strings.NewReplacer(":account_sid", e.acme, ":key_sid", victim, ":month", "2026-10",
 		":service_sid", "ISa", ":identity", "bob")
 	query := map[string]string{
-		"GET /v1/accounts/:account_sid/identities/stats": "?month=2026-10",
-		"GET /v1/accounts/:account_sid/identities":       "?month=2026-10",
+		"GET /v1/accounts/:account_sid/identities/stats":      "?month=2026-10",
+		"GET /v1/accounts/:account_sid/identities":            "?month=2026-10",
+		"GET /v1/accounts/:account_sid/identities/lookalikes": "?month=2026-10",
 	}
 
 	type caller struct {

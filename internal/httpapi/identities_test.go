@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 
@@ -211,5 +212,192 @@ func TestUserHistoryRoundTrip(t *testing.T) {
 	}
 	if r := e.get(admin, "/v1/accounts/"+e.acme+"/services/ISa/users/nobody"); r.status != 404 {
 		t.Fatalf("unknown user: %d", r.status)
+	}
+}
+
+// TestIdentityInsight: the §7 additions from outside. Rate card: 2 free
+// users, users 3–4 at 1.00, 5–6 at 0.50, 7 on at 0.25.
+func TestIdentityInsight(t *testing.T) {
+	e := newEnv(t)
+	admin := e.keys[e.acme][usage.RoleAdmin]
+	card := `{"currency":"USD","free_users":2,"tiers":[{"up_to":4,"unit_price":"1.00"},{"up_to":6,"unit_price":"0.50"},{"up_to":null,"unit_price":"0.25"}]}`
+	if r := e.do(e.srv, e.keys[e.platform][usage.RoleAdmin], "PUT", "/v1/accounts/"+e.acme+"/rate-card", "application/json", strings.NewReader(card)); r.status != 200 {
+		t.Fatalf("rate card: %d %s", r.status, r.body)
+	}
+	post := func(account string, events ...string) {
+		t.Helper()
+		if r := e.post(e.keys[account][usage.RoleAdmin], "/v1/accounts/"+account+"/events", batch(events...)); r.status != 200 {
+			t.Fatalf("post: %d %s", r.status, r.body)
+		}
+	}
+	const oct = "2026-10-05T00:00:00Z"
+	post(e.acme,
+		// October, ISa: 9 users; u3 and u7 authenticate only, u4 update only,
+		// u5 both (neither kind); Bob and bob look alike.
+		evJSON("a1", "ISa", "u1", "send", "sdk", oct, ""),
+		evJSON("a2", "ISa", "u2", "send", "sdk", oct, ""),
+		evJSON("a3", "ISa", "u3", "authenticate", "sdk", oct, ""),
+		evJSON("a3b", "ISa", "u3", "authenticate", "sdk", "2026-10-06T00:00:00Z", ""),
+		evJSON("a4", "ISa", "u4", "update", "rest", oct, ""),
+		evJSON("a5", "ISa", "u5", "authenticate", "sdk", oct, ""),
+		evJSON("a5b", "ISa", "u5", "update", "rest", oct, ""),
+		evJSON("a6", "ISa", "x/y@z", "send", "sdk", oct, ""),
+		evJSON("a7", "ISa", "u7", "authenticate", "sdk", oct, ""),
+		evJSON("a8", "ISa", "Bob", "send", "sdk", oct, ""),
+		evJSON("a9", "ISa", "bob", "send", "sdk", oct, ""),
+		// ISb: three spellings of alice, and an update-only user.
+		evJSON("b1", "ISb", "Alice", "send", "sdk", oct, ""),
+		evJSON("b2", "ISb", "alice ", "send", "sdk", oct, ""),
+		evJSON("b3", "ISb", "ａｌｉｃｅ", "join", "sdk", oct, ""),
+		evJSON("b3b", "ISb", "ａｌｉｃｅ", "send", "sdk", oct, ""),
+		evJSON("b4", "ISb", "bob@x.com", "update", "rest", oct, ""),
+		// September: 3 users, two authenticate only; only the third is billed.
+		evJSON("s1", "ISa", "s1", "send", "sdk", "2026-09-05T00:00:00Z", ""),
+		evJSON("s2", "ISa", "s2", "authenticate", "sdk", "2026-09-05T00:00:00Z", ""),
+		evJSON("s3", "ISa", "s3", "authenticate", "sdk", "2026-09-05T00:00:00Z", ""),
+	)
+	post(e.other, evJSON("o1", "ISa", "u1", "authenticate", "sdk", oct, ""))
+	stats := func(key cred, account, query string) map[string]any {
+		t.Helper()
+		r := e.get(key, "/v1/accounts/"+account+"/identities/stats?"+query)
+		if r.status != 200 {
+			t.Fatalf("stats %s: %d %s", query, r.status, r.body)
+		}
+		return r.json(t)
+	}
+	// October: 13 billed users, 4.75 (2 free, 2.00 + 1.00 + 7 × 0.25).
+	// Without the 4 avoidable ones, 9 users: 3.75. Without ISa's 3, 10
+	// users: 4.00; without ISb's one, 12: 4.50. September: 3 users, 1.00;
+	// without its 2 avoidable ones, 1 user, free.
+	tests := []struct {
+		query     string
+		want      map[string]any
+		reserved  string
+		avoidable any
+	}{
+		{"month=2026-10", map[string]any{"authenticate_only_identities": 2.0, "update_only_identities": 2.0,
+			"lookalike_identities": 5.0, "active_identities": 13.0}, "/=1 @=2", "1.00"},
+		{"month=2026-10&service_sid=ISa", map[string]any{"authenticate_only_identities": 2.0, "update_only_identities": 1.0,
+			"lookalike_identities": 2.0}, "/=1 @=1", "0.75"},
+		{"month=2026-10&service_sid=ISb", map[string]any{"authenticate_only_identities": 0.0, "update_only_identities": 1.0,
+			"lookalike_identities": 3.0}, "@=1", "0.25"},
+		{"month=2026-09", map[string]any{"authenticate_only_identities": 2.0, "update_only_identities": 0.0,
+			"lookalike_identities": 0.0}, "", "1.00"},
+		{"month=2026-11", map[string]any{"authenticate_only_identities": 0.0, "lookalike_identities": 0.0}, "", "0.00"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.query, func(t *testing.T) {
+			got := stats(admin, e.acme, tt.query)
+			for k, v := range tt.want {
+				if got[k] != v {
+					t.Errorf("%s = %v, want %v", k, got[k], v)
+				}
+			}
+			if got["avoidable_amount"] != tt.avoidable {
+				t.Errorf("avoidable_amount = %#v, want %#v", got["avoidable_amount"], tt.avoidable)
+			}
+			var reserved []string
+			for k, v := range got["reserved_characters"].(map[string]any) {
+				reserved = append(reserved, fmt.Sprintf("%s=%v", k, v))
+			}
+			slices.Sort(reserved)
+			if strings.Join(reserved, " ") != tt.reserved {
+				t.Errorf("reserved_characters %v, want %s", reserved, tt.reserved)
+			}
+		})
+	}
+	// October's bill, as the report gives it, is what the amount starts from.
+	if b := e.get(admin, "/v1/accounts/"+e.acme+"/reports/2026-10").json(t)["billing"].(map[string]any); b["amount"] != "4.75" {
+		t.Errorf("October billed %v, want 4.75", b["amount"])
+	}
+	// Without a rate card: null, present.
+	if got := stats(e.keys[e.other][usage.RoleAdmin], e.other, "month=2026-10"); got["avoidable_amount"] != nil || !strings.Contains(fmt.Sprint(got), "avoidable_amount:<nil>") {
+		t.Errorf("without a rate card: avoidable_amount %#v", got["avoidable_amount"])
+	}
+
+	list := func(query string) []string {
+		t.Helper()
+		r := e.get(admin, "/v1/accounts/"+e.acme+"/identities?"+query)
+		if r.status != 200 {
+			t.Fatalf("identities %s: %d %s", query, r.status, r.body)
+		}
+		var out []string
+		for _, x := range r.json(t)["identities"].([]any) {
+			m := x.(map[string]any)
+			out = append(out, fmt.Sprintf("%s/%s", m["service_sid"], m["identity"]))
+		}
+		return out
+	}
+	for query, want := range map[string]string{
+		"month=2026-10&flag=authenticate_only":               "ISa/u3 ISa/u7",
+		"month=2026-10&flag=update_only":                     "ISa/u4 ISb/bob@x.com",
+		"month=2026-10&flag=lookalike":                       "ISa/Bob ISa/bob ISb/Alice ISb/alice  ISb/ａｌｉｃｅ",
+		"month=2026-10&flag=lookalike&service_sid=ISa":       "ISa/Bob ISa/bob",
+		"month=2026-10&flag=reserved_character":              "ISa/x/y@z ISb/bob@x.com",
+		"month=2026-10&flag=one_time&service_sid=ISb":        "ISb/Alice ISb/alice  ISb/bob@x.com",
+		"month=2026-10&flag=rest_only":                       "ISa/u4 ISb/bob@x.com",
+		"month=2026-10&flag=authenticate_only&page_size=1":   "ISa/u3",
+		"month=2026-10&flag=lookalike&prefix=a&page_size=10": "ISb/alice ",
+	} {
+		if got := strings.Join(list(query), " "); got != want {
+			t.Errorf("%s: %q, want %q", query, got, want)
+		}
+	}
+
+	// Lookalike groups: largest first, paged.
+	r := e.get(admin, "/v1/accounts/"+e.acme+"/identities/lookalikes?month=2026-10")
+	if r.status != 200 {
+		t.Fatalf("lookalikes: %d %s", r.status, r.body)
+	}
+	want := `{"groups":[{"service_sid":"ISb","key":"alice","identities":["Alice","alice ","ａｌｉｃｅ"],"events":4},` +
+		`{"service_sid":"ISa","key":"bob","identities":["Bob","bob"],"events":2}],"next_page_token":null}`
+	if strings.TrimSpace(string(r.body)) != want {
+		t.Errorf("lookalikes\n%s\nwant\n%s", r.body, want)
+	}
+	var pages []string
+	tok := ""
+	for range 5 {
+		path := "/v1/accounts/" + e.acme + "/identities/lookalikes?month=2026-10&page_size=1"
+		if tok != "" {
+			path += "&page_token=" + url.QueryEscape(tok)
+		}
+		body := e.get(admin, path).json(t)
+		for _, g := range body["groups"].([]any) {
+			pages = append(pages, g.(map[string]any)["key"].(string))
+		}
+		next, _ := body["next_page_token"].(string)
+		if next == "" {
+			break
+		}
+		tok = next
+	}
+	if strings.Join(pages, ",") != "alice,bob" {
+		t.Errorf("lookalikes by pages of 1: %v", pages)
+	}
+	if g := e.get(admin, "/v1/accounts/"+e.acme+"/identities/lookalikes?month=2026-10&service_sid=ISa").json(t)["groups"].([]any); len(g) != 1 {
+		t.Errorf("ISa has %d groups, want 1", len(g))
+	}
+
+	// 422: a month after the current one (November 2026), an unknown flag,
+	// a forged token; 403/404 as the other identity routes.
+	for _, path := range []string{
+		"/identities/stats?month=2026-12", "/identities?month=2026-12", "/identities/lookalikes?month=2026-12",
+		"/identities?month=2026-10&flag=famous", "/identities/lookalikes?month=2026-10&page_token=bm9wZQ",
+		"/identities/lookalikes?month=2026-10&page_size=1001",
+	} {
+		if r := e.get(admin, "/v1/accounts/"+e.acme+path); r.status != 422 {
+			t.Errorf("%s: %d, want 422", path, r.status)
+		}
+	}
+	for _, path := range []string{"/identities?month=2026-11", "/identities/lookalikes?month=2026-11"} {
+		if r := e.get(admin, "/v1/accounts/"+e.acme+path); r.status != 200 {
+			t.Errorf("%s (the current month): %d, want 200", path, r.status)
+		}
+	}
+	if r := e.get(e.keys[e.acme][usage.RoleFinance], "/v1/accounts/"+e.acme+"/identities/lookalikes?month=2026-10"); r.status != 403 {
+		t.Errorf("finance key: %d, want 403", r.status)
+	}
+	if r := e.get(e.keys[e.other][usage.RoleAdmin], "/v1/accounts/"+e.acme+"/identities/lookalikes?month=2026-10"); r.status != 404 {
+		t.Errorf("other account: %d, want 404", r.status)
 	}
 }

@@ -149,6 +149,7 @@ func (s *Server) routes(e *echo.Echo) {
 	v1(http.MethodGet, "/reports/:month", s.platformReport)
 	v1(http.MethodGet, "/accounts/:account_sid/identities/stats", s.identityStats)
 	v1(http.MethodGet, "/accounts/:account_sid/identities", s.listIdentities)
+	v1(http.MethodGet, "/accounts/:account_sid/identities/lookalikes", s.lookalikes)
 	v1(http.MethodGet, "/accounts/:account_sid/services/:service_sid/users/:identity", s.userHistory)
 }
 

@@ -69,11 +69,13 @@ const createStaging = `CREATE TEMP TABLE IF NOT EXISTS ingest_staging (
     actor        text,
     channel_sid  text,
     endpoint_id  text COLLATE "C",
-    identity_flags smallint NOT NULL
+    identity_flags smallint NOT NULL,
+    lookalike    text COLLATE "C",
+    reserved     integer NOT NULL
 ) ON COMMIT DELETE ROWS`
 
 var stagingColumns = []string{"id", "occurred_at", "month", "activity", "activity_bit", "source", "source_bit",
-	"service_sid", "identity", "actor", "channel_sid", "endpoint_id", "identity_flags"}
+	"service_sid", "identity", "actor", "channel_sid", "endpoint_id", "identity_flags", "lookalike", "reserved"}
 
 // A body is recorded in one transaction of statements that each touch one
 // table of one account, so that on Citus each is routed to the worker
@@ -112,29 +114,32 @@ FROM (%s) AS i ORDER BY id
 ON CONFLICT DO NOTHING
 RETURNING event_id, occurred_at`
 	insertPending = `INSERT INTO rollup_pending (account_sid, month, service_sid, identity, event_id, occurred_at, activity,
-    activity_bit, source_bit, endpoint_id, identity_flags, received_at)
+    activity_bit, source_bit, endpoint_id, identity_flags, received_at, lookalike, reserved)
 SELECT $1, month, service_sid, identity, id, occurred_at, activity, activity_bit, source_bit, endpoint_id,
-    identity_flags, $2
+    identity_flags, $2, lookalike, reserved
 FROM (%s) AS i`
 	markRevisions = `UPDATE account_months SET revision_due = true
 WHERE account_sid = $1 AND month = ANY($2::date[]) AND final_version IS NOT NULL AND NOT revision_due`
 )
 
 // Where the statements read a body: a Batch from one array per staging
-// column ($3…$15), a stream from the staging table it was copied into
+// column ($3…$17), a stream from the staging table it was copied into
 // (only its new events, $3, unless that is NULL: all of them).
 const (
 	// The optional columns arrive as plain strings, "" for absent (an
 	// absent field is stored as NULL either way): a column[textElem] is encoded
 	// without reflection or allocation (columns.go), a []*string through
 	// reflection, element by element.
+	// The lookalike key arrives as lookalikeElem encodes it: "" when it is
+	// the identity itself (stored as NULL), " " for the empty key.
 	batchInput = `SELECT id, occurred_at, month, activity, activity_bit, source, source_bit, service_sid, identity,
         nullif(actor, '') AS actor, nullif(channel_sid, '') AS channel_sid, nullif(endpoint_id, '') AS endpoint_id,
-        identity_flags
+        identity_flags, CASE lookalike WHEN '' THEN NULL WHEN ' ' THEN '' ELSE lookalike END AS lookalike, reserved
         FROM unnest($3::text[], $4::timestamptz[], $5::date[], $6::text[], $7::smallint[],
-        $8::text[], $9::smallint[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::smallint[])
+        $8::text[], $9::smallint[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::smallint[],
+        $16::text[], $17::integer[])
         AS i (id, occurred_at, month, activity, activity_bit, source, source_bit, service_sid, identity, actor,
-              channel_sid, endpoint_id, identity_flags)`
+              channel_sid, endpoint_id, identity_flags, lookalike, reserved)`
 	stagingInput      = `SELECT * FROM ingest_staging`
 	stagingFreshInput = `SELECT * FROM ingest_staging WHERE $3::text[] IS NULL OR id IN (SELECT unnest($3::text[]))`
 )
@@ -306,6 +311,8 @@ func freshColumns(cols []any, fresh []string) []any {
 			out[c] = pick(col, idx)
 		case []int16:
 			out[c] = pick(col, idx)
+		case []int32:
+			out[c] = pick(col, idx)
 		default:
 			panic(fmt.Sprintf("freshColumns: column %d is a %T", c, col))
 		}
@@ -381,7 +388,8 @@ func (r *stagingRows) Values() ([]any, error) {
 	e := &r.ev
 	return []any{e.ID, e.OccurredAt.UTC(), r.month.Start(), string(e.Activity), e.Activity.Bit(),
 		string(e.Source), e.Source.Bit(), e.ServiceSID, e.Identity,
-		nullable(e.Actor), nullable(e.ChannelSID), nullable(e.EndpointID), usage.IdentityFlags(e.Identity)}, nil
+		nullable(e.Actor), nullable(e.ChannelSID), nullable(e.EndpointID), usage.IdentityFlags(e.Identity),
+		lookalikeValue(e.Identity), usage.ReservedMask(e.Identity)}, nil
 }
 
 // columns reads the whole source, of about n events, into one array per
@@ -393,6 +401,8 @@ func (r *stagingRows) columns(n int) []any {
 		occurred, months         = make(column[timestamptzElem], 0, n), make(column[dateElem], 0, n)
 		activityBits, sourceBits = make([]int16, 0, n), make([]int16, 0, n)
 		flags                    = make([]int16, 0, n)
+		lookalikes               = make(column[textElem], 0, n)
+		reserved                 = make([]int32, 0, n)
 		actors, channels         = make(column[textElem], 0, n), make(column[textElem], 0, n)
 		endpoints                = make(column[textElem], 0, n)
 	)
@@ -411,12 +421,39 @@ func (r *stagingRows) columns(n int) []any {
 		channels = append(channels, textElem(e.ChannelSID))
 		endpoints = append(endpoints, textElem(e.EndpointID))
 		flags = append(flags, usage.IdentityFlags(e.Identity))
+		lookalikes = append(lookalikes, lookalikeElem(e.Identity))
+		reserved = append(reserved, usage.ReservedMask(e.Identity))
 	}
 	return []any{ids, occurred, months, activities, activityBits, sources, sourceBits, services, identities,
-		actors, channels, endpoints, flags}
+		actors, channels, endpoints, flags, lookalikes, reserved}
 }
 
 func (r *stagingRows) Err() error { return r.srcErr }
+
+// lookalikeValue is the identity's lookalike key for the staging table:
+// NULL when the key is the identity itself (month_users.lookalike, migration
+// 00017).
+func lookalikeValue(identity string) any {
+	if k := usage.LookalikeKey(identity); k != identity {
+		return k
+	}
+	return nil
+}
+
+// lookalikeElem is the identity's lookalike key for a Batch's text array,
+// which holds no NULL: "" when the key is the identity itself (an identity
+// is never empty), " " for the empty key (a key never begins with a space).
+// batchInput decodes it.
+func lookalikeElem(identity string) textElem {
+	switch k := usage.LookalikeKey(identity); k {
+	case identity:
+		return ""
+	case "":
+		return " "
+	default:
+		return textElem(k)
+	}
+}
 
 func nullable(s string) any {
 	if s == "" {

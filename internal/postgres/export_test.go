@@ -33,7 +33,7 @@ type Statement struct {
 func AccountStatements() map[string]Statement {
 	month, service := time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC), "IS1"
 	months := []time.Time{month}
-	return map[string]Statement{
+	out := map[string]Statement{
 		"fold month users":   {foldMonthUsers, nil},
 		"fold users":         {foldUsers, nil},
 		"fold delete":        {foldDelete, nil},
@@ -45,9 +45,17 @@ func AccountStatements() map[string]Statement {
 		"month identities":   {monthIdentities, []any{month}},
 		"provisional roster": {provisionalRoster, []any{month, "", "", 100}},
 		"identity stats": {identityStats, []any{month, service, usage.RESTOnlyActivities,
-			int16(1), int16(2)}},
-		"identity new":   {identityNew, []any{month, service}},
-		"churned":        {churned, []any{month.AddDate(0, -1, 0), month, service}},
-		"top identities": {topIdentities, []any{month, service}},
+			int16(1), int16(2), int16(4), int16(2)}},
+		"lookalike count":  {lookalikeCount, []any{month, service}},
+		"billed users":     {billedUsers, []any{month}},
+		"month rate card":  {monthRateCard, []any{month}},
+		"lookalike groups": {lookalikeGroups, []any{month, service, int64(2), service, "alice", 100}},
+		"identity new":     {identityNew, []any{month, service}},
+		"churned":          {churned, []any{month.AddDate(0, -1, 0), month, service}},
+		"top identities":   {topIdentities, []any{month, service}},
 	}
+	for flag, stmt := range listIdentitiesFlagged {
+		out["identities flag "+flag] = Statement{stmt, []any{month, service, "", "", "al", "al%", 100}}
+	}
+	return out
 }

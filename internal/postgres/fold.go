@@ -47,21 +47,22 @@ import (
 //     folds never lock rollup rows in opposite orders.
 const foldMonthUsers = `INSERT INTO month_users AS m (account_sid, month, service_sid, identity,
     first_activity, first_event_id, first_at, last_at, events, activities, sources, endpoints,
-    last_received_at, identity_flags)
+    last_received_at, identity_flags, lookalike, reserved)
 SELECT account_sid, month, service_sid, identity,
        split_part(first_key, E'\x01\x01', 2),
        replace(substr(split_part(first_key, E'\x01\x01', 1), 21), E'\x01\x02', E'\x01'),
        first_at, last_at, events, activities, sources,
        coalesce(ARRAY(SELECT DISTINCT replace(e, E'\x01\x02', E'\x01') COLLATE "C"
                       FROM unnest(string_to_array(endpoints, E'\x01\x01')) AS e ORDER BY 1), '{}'),
-       last_received_at, identity_flags
+       last_received_at, identity_flags, lookalike, reserved
 FROM (SELECT account_sid, month, service_sid, identity,
              min(to_char(occurred_at AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS')
                  || replace(event_id, E'\x01', E'\x01\x02') || E'\x01\x01' || activity COLLATE "C") AS first_key,
              min(occurred_at) AS first_at, max(occurred_at) AS last_at, count(*) AS events,
              bit_or(activity_bit) AS activities, bit_or(source_bit) AS sources,
              string_agg(replace(endpoint_id, E'\x01', E'\x01\x02'), E'\x01\x01') AS endpoints,
-             min(identity_flags) AS identity_flags, max(received_at) AS last_received_at
+             min(identity_flags) AS identity_flags, max(received_at) AS last_received_at,
+             min(lookalike) AS lookalike, max(reserved) AS reserved
       FROM rollup_pending
       WHERE account_sid = $1
       GROUP BY account_sid, month, service_sid, identity) AS g
@@ -78,7 +79,8 @@ ON CONFLICT (account_sid, month, service_sid, identity) DO UPDATE SET
     sources = m.sources | EXCLUDED.sources,
     endpoints = CASE WHEN EXCLUDED.endpoints <@ m.endpoints THEN m.endpoints
                      ELSE ARRAY(SELECT DISTINCT e FROM unnest(m.endpoints || EXCLUDED.endpoints) AS e ORDER BY e) END,
-    last_received_at = greatest(m.last_received_at, EXCLUDED.last_received_at)`
+    last_received_at = greatest(m.last_received_at, EXCLUDED.last_received_at),
+    lookalike = coalesce(EXCLUDED.lookalike, m.lookalike)`
 
 // foldUsers keeps the month of each user's first activity ever. Users
 // already known from the same month or an earlier one are skipped by an

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -19,16 +20,23 @@ import (
 // transaction). EXPLAIN with 1 M users in one account-month: joining the
 // two tables to tell new from returning (parallel seq scans and a hash
 // join) took 1.8–2.0 s.
+//
+// The figures are grouped by the reserved-character mask (few distinct
+// values: most identities hold none or only @) and summed in Go, so that
+// the count per reserved character costs no second pass.
 const (
-	identityStats = `SELECT count(*),
+	identityStats = `SELECT reserved, count(*),
     count(*) FILTER (WHERE events = 1),
     count(*) FILTER (WHERE activities & ~$4::smallint = 0),
     count(*) FILTER (WHERE cardinality(endpoints) >= 3),
     count(*) FILTER (WHERE identity_flags & $5::smallint <> 0),
     count(*) FILTER (WHERE identity_flags & $6::smallint <> 0),
-    coalesce(sum(events), 0)
+    coalesce(sum(events), 0),
+    count(*) FILTER (WHERE activities = $7::smallint),
+    count(*) FILTER (WHERE activities = $8::smallint)
 FROM month_users
-WHERE account_sid = $1 AND month = $2 AND ($3::text IS NULL OR service_sid = $3)`
+WHERE account_sid = $1 AND month = $2 AND ($3::text IS NULL OR service_sid = $3)
+GROUP BY reserved`
 	// The range (account_sid, first_month[, service_sid]) of
 	// users_first_month (migration 00014).
 	identityNew = `SELECT count(*) FROM users
@@ -51,6 +59,36 @@ const topIdentities = `SELECT service_sid, identity, events FROM month_users
 WHERE account_sid = $1 AND month = $2 AND ($3::text IS NULL OR service_sid = $3)
 ORDER BY events DESC, service_sid, identity LIMIT 10`
 
+// lookalikeCount counts the identities in groups of two or more that share
+// a lookalike key within a service. lookalike is NULL where the key is the
+// identity itself (migration 00017), and two identities of a service cannot
+// both be their own key, so every group holds a row whose lookalike is set:
+// the groups are those rows (the partial index month_users_lookalike) and,
+// for each key, the one identity that is that key, if active (a probe of
+// month_users_pkey). EXPLAIN: an index scan of the partial index, grouped,
+// and a nested loop of primary-key probes, one per key; nothing over the
+// identities that are their own key.
+const lookalikeCount = `SELECT coalesce(sum(n + self) FILTER (WHERE n + self >= 2), 0) FROM (
+    SELECT g.n, (EXISTS (SELECT 1 FROM month_users u WHERE u.account_sid = $1 AND u.month = $2
+                         AND u.service_sid = g.service_sid AND u.identity = g.lookalike AND u.lookalike IS NULL))::int AS self
+    FROM (SELECT service_sid, lookalike, count(*) AS n FROM month_users
+          WHERE account_sid = $1 AND month = $2 AND ($3::text IS NULL OR service_sid = $3) AND lookalike IS NOT NULL
+          GROUP BY service_sid, lookalike) AS g) AS c`
+
+// billedUsers counts the month's users over all services, for the
+// avoidable amount of one service's figures (an index-only range).
+const billedUsers = `SELECT count(*) FROM month_users WHERE account_sid = $1 AND month = $2`
+
+// monthRateCard is the card the month's report is priced with: its latest
+// version's if one is stored (NULL if that version had none), else the
+// account's card.
+const monthRateCard = `SELECT card FROM (
+    SELECT 1 AS o, rate_card AS card FROM (SELECT rate_card FROM report_versions
+        WHERE account_sid = $1 AND month = $2 ORDER BY version DESC LIMIT 1) AS v
+    UNION ALL
+    SELECT 2, card FROM rate_cards WHERE account_sid = $1) AS c
+ORDER BY o LIMIT 1`
+
 // IdentityStats computes the admin statistics of a month, optionally for
 // one service, in one snapshot.
 func (s *Store) IdentityStats(ctx context.Context, accountSID string, m usage.Month, serviceSID *string) (usage.IdentityStats, error) {
@@ -59,12 +97,40 @@ func (s *Store) IdentityStats(ctx context.Context, accountSID string, m usage.Mo
 	}
 	var st usage.IdentityStats
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx, identityStats, accountSID, m.Start(), serviceSID,
-			usage.RESTOnlyActivities, usage.FlagReserved, usage.FlagRandomLike).Scan(
-			&st.ActiveIdentities, &st.OneTimeIdentities, &st.RESTOnlyIdentities, &st.MultiEndpointIdentities,
-			&st.ReservedCharacterIdentities, &st.RandomLikeIdentities, &st.Events)
+		rows, _ := tx.Query(ctx, identityStats, accountSID, m.Start(), serviceSID,
+			usage.RESTOnlyActivities, usage.FlagReserved, usage.FlagRandomLike, usage.Authenticate.Bit(), usage.Update.Bit())
+		var g usage.IdentityStats
+		var mask int32
+		st.ReservedCharacters = map[string]int64{}
+		_, err := pgx.ForEachRow(rows, []any{&mask, &g.ActiveIdentities, &g.OneTimeIdentities, &g.RESTOnlyIdentities,
+			&g.MultiEndpointIdentities, &g.ReservedCharacterIdentities, &g.RandomLikeIdentities, &g.Events,
+			&g.AuthenticateOnlyIdentities, &g.UpdateOnlyIdentities}, func() error {
+			st.ActiveIdentities += g.ActiveIdentities
+			st.OneTimeIdentities += g.OneTimeIdentities
+			st.RESTOnlyIdentities += g.RESTOnlyIdentities
+			st.MultiEndpointIdentities += g.MultiEndpointIdentities
+			st.ReservedCharacterIdentities += g.ReservedCharacterIdentities
+			st.RandomLikeIdentities += g.RandomLikeIdentities
+			st.Events += g.Events
+			st.AuthenticateOnlyIdentities += g.AuthenticateOnlyIdentities
+			st.UpdateOnlyIdentities += g.UpdateOnlyIdentities
+			usage.CountReserved(st.ReservedCharacters, mask, g.ActiveIdentities)
+			return nil
+		})
 		if err != nil {
 			return fmt.Errorf("identity stats: %w", err)
+		}
+		if err := tx.QueryRow(ctx, lookalikeCount, accountSID, m.Start(), serviceSID).Scan(&st.LookalikeIdentities); err != nil {
+			return fmt.Errorf("lookalike identities: %w", err)
+		}
+		st.BilledUsers = st.ActiveIdentities
+		if serviceSID != nil {
+			if err := tx.QueryRow(ctx, billedUsers, accountSID, m.Start()).Scan(&st.BilledUsers); err != nil {
+				return fmt.Errorf("billed users: %w", err)
+			}
+		}
+		if err := tx.QueryRow(ctx, monthRateCard, accountSID, m.Start()).Scan(&st.RateCard); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("rate card: %w", err)
 		}
 		if err := tx.QueryRow(ctx, identityNew, accountSID, m.Start(), serviceSID).Scan(&st.NewIdentities); err != nil {
 			return fmt.Errorf("new identities: %w", err)
@@ -77,7 +143,7 @@ func (s *Store) IdentityStats(ctx context.Context, accountSID string, m usage.Mo
 		if err := tx.QueryRow(ctx, churned, accountSID, m.Prev().Start(), m.Start(), serviceSID).Scan(&st.ChurnedIdentities); err != nil {
 			return fmt.Errorf("churned identities: %w", err)
 		}
-		rows, _ := tx.Query(ctx, topIdentities, accountSID, m.Start(), serviceSID)
+		rows, _ = tx.Query(ctx, topIdentities, accountSID, m.Start(), serviceSID)
 		st.TopIdentities, err = pgx.CollectRows(rows, pgx.RowToStructByPos[usage.IdentityEvents])
 		if err != nil {
 			return fmt.Errorf("top identities: %w", err)
@@ -100,15 +166,58 @@ type IdentityQuery struct {
 	AfterService  string
 	AfterIdentity string
 	Limit         int
+	// Flag keeps only the identities one statistic counts (IdentityFlags
+	// lists them); "" keeps all.
+	Flag string
 }
+
+// identityFlags are the predicates of the listing's flag= (§7), each the
+// condition of the statistic of the same name, on a month_users row m of
+// the month ($1, $2).
+var identityFlags = map[string]string{
+	"one_time":           `m.events = 1`,
+	"rest_only":          fmt.Sprintf(`m.activities & ~%d::smallint = 0`, usage.RESTOnlyActivities),
+	"authenticate_only":  fmt.Sprintf(`m.activities = %d`, usage.Authenticate.Bit()),
+	"update_only":        fmt.Sprintf(`m.activities = %d`, usage.Update.Bit()),
+	"multi_endpoint":     `cardinality(m.endpoints) >= 3`,
+	"reserved_character": fmt.Sprintf(`m.identity_flags & %d::smallint <> 0`, usage.FlagReserved),
+	"random_like":        fmt.Sprintf(`m.identity_flags & %d::smallint <> 0`, usage.FlagRandomLike),
+	// In a group of two or more (see lookalikeCount): a row with a key is
+	// joined by another row with that key or by the identity that is the
+	// key; a row that is its own key, by any row with that key.
+	"lookalike": `CASE WHEN m.lookalike IS NOT NULL THEN
+        EXISTS (SELECT 1 FROM month_users o WHERE o.account_sid = $1 AND o.month = $2 AND o.service_sid = m.service_sid
+                AND o.lookalike = m.lookalike AND o.identity <> m.identity)
+     OR EXISTS (SELECT 1 FROM month_users o WHERE o.account_sid = $1 AND o.month = $2 AND o.service_sid = m.service_sid
+                AND o.identity = m.lookalike AND o.lookalike IS NULL)
+     ELSE EXISTS (SELECT 1 FROM month_users o WHERE o.account_sid = $1 AND o.month = $2 AND o.service_sid = m.service_sid
+                AND o.lookalike = m.identity) END`,
+}
+
+// IdentityFlags lists the flags of the identity listing.
+func IdentityFlags() []string {
+	return []string{"one_time", "rest_only", "authenticate_only", "update_only", "multi_endpoint",
+		"reserved_character", "random_like", "lookalike"}
+}
+
+// listIdentitiesFlagged is listIdentities for each flag.
+var listIdentitiesFlagged = func() map[string]string {
+	out := map[string]string{"": fmt.Sprintf(listIdentities, "true")}
+	for f, cond := range identityFlags {
+		out[f] = fmt.Sprintf(listIdentities, cond)
+	}
+	return out
+}()
 
 // listIdentities walks month_users_pkey from the keyset position: no
 // OFFSET, so a page costs the same wherever it is.
+// A flag filters the rows walked (%s): a page of a rare flag may walk far.
 const listIdentities = `SELECT service_sid, identity, events, first_at, last_at, activities, sources, endpoints
-FROM month_users
+FROM month_users m
 WHERE account_sid = $1 AND month = $2 AND ($3::text IS NULL OR service_sid = $3)
   AND (service_sid, identity) > ($4, $5)
   AND ($6 = '' OR identity LIKE $7)
+  AND (%s)
 ORDER BY service_sid, identity LIMIT $8`
 
 // Identities returns a page of a month's identities.
@@ -116,7 +225,11 @@ func (s *Store) Identities(ctx context.Context, q IdentityQuery) ([]usage.Identi
 	if err := s.fold(ctx, q.AccountSID); err != nil {
 		return nil, err
 	}
-	rows, err := s.pool.Query(ctx, listIdentities, q.AccountSID, q.Month.Start(), q.ServiceSID,
+	stmt, ok := listIdentitiesFlagged[q.Flag]
+	if !ok {
+		return nil, usage.Invalid("flag", "must be one of %s, not %q", strings.Join(IdentityFlags(), ", "), q.Flag)
+	}
+	rows, err := s.pool.Query(ctx, stmt, q.AccountSID, q.Month.Start(), q.ServiceSID,
 		q.AfterService, q.AfterIdentity, q.Prefix, likePrefix(q.Prefix), q.Limit)
 	if err != nil {
 		return nil, translate(fmt.Errorf("identities of %s %s: %w", q.AccountSID, q.Month, err))
@@ -194,4 +307,67 @@ func (s *Store) UserHistory(ctx context.Context, accountSID, serviceSID, identit
 		return usage.UserHistory{}, translate(fmt.Errorf("history of %s/%s in %s: %w", serviceSID, identity, accountSID, err))
 	}
 	return h, nil
+}
+
+// LookalikeQuery selects a page of a month's lookalike groups, after a
+// keyset position in their order (size descending, service, key).
+type LookalikeQuery struct {
+	AccountSID string
+	Month      usage.Month
+	ServiceSID *string
+	// After is the last group of the previous page; nil for the first.
+	After *LookalikeGroupPosition
+	Limit int
+}
+
+// LookalikeGroupPosition is a group's place in the order of the listing.
+type LookalikeGroupPosition struct {
+	Size       int64
+	ServiceSID string
+	Key        string
+}
+
+// lookalikeGroups gathers every group of two or more identities of a
+// service sharing a lookalike key: the rows whose key is set (the partial
+// index) and, per key, the identity that is the key (a primary-key probe),
+// as lookalikeCount counts them. Each page groups them again: the work
+// grows with the identities that are not their own key, not with the
+// month's users.
+const lookalikeGroups = `SELECT service_sid, key, identities, events FROM (
+    SELECT service_sid, key, array_agg(identity ORDER BY identity) AS identities, sum(events)::bigint AS events,
+           count(*) AS n
+    FROM (SELECT service_sid, lookalike AS key, identity, events FROM month_users
+          WHERE account_sid = $1 AND month = $2 AND ($3::text IS NULL OR service_sid = $3) AND lookalike IS NOT NULL
+          UNION ALL
+          SELECT u.service_sid, u.identity, u.identity, u.events
+          FROM (SELECT DISTINCT service_sid, lookalike FROM month_users
+                WHERE account_sid = $1 AND month = $2 AND ($3::text IS NULL OR service_sid = $3) AND lookalike IS NOT NULL) AS k
+          JOIN month_users u ON u.account_sid = $1 AND u.month = $2 AND u.service_sid = k.service_sid
+                            AND u.identity = k.lookalike AND u.lookalike IS NULL) AS r
+    GROUP BY service_sid, key
+    HAVING count(*) >= 2) AS g
+WHERE $4::bigint IS NULL OR n < $4 OR (n = $4 AND (service_sid, key) > ($5, $6))
+ORDER BY n DESC, service_sid, key
+LIMIT $7`
+
+// LookalikeGroups returns a page of a month's lookalike groups, largest
+// first, then by service and key (byte order).
+func (s *Store) LookalikeGroups(ctx context.Context, q LookalikeQuery) ([]usage.LookalikeGroup, error) {
+	if err := s.fold(ctx, q.AccountSID); err != nil {
+		return nil, err
+	}
+	var size *int64
+	var afterService, afterKey string
+	if q.After != nil {
+		size, afterService, afterKey = &q.After.Size, q.After.ServiceSID, q.After.Key
+	}
+	rows, err := s.pool.Query(ctx, lookalikeGroups, q.AccountSID, q.Month.Start(), q.ServiceSID, size, afterService, afterKey, q.Limit)
+	if err != nil {
+		return nil, translate(fmt.Errorf("lookalikes of %s %s: %w", q.AccountSID, q.Month, err))
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[usage.LookalikeGroup])
+	if err != nil {
+		return nil, translate(fmt.Errorf("lookalikes of %s %s: %w", q.AccountSID, q.Month, err))
+	}
+	return out, nil
 }

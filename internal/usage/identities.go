@@ -28,8 +28,27 @@ type IdentityStats struct {
 	ReservedCharacterIdentities int64
 	// RandomLikeIdentities look machine generated (RandomLike).
 	RandomLikeIdentities int64
+	// AuthenticateOnlyIdentities were active this month only through
+	// authenticate: a chat client created for a user who never used it.
+	AuthenticateOnlyIdentities int64
+	// UpdateOnlyIdentities were active this month only through update: a
+	// REST update of a user who did nothing else.
+	UpdateOnlyIdentities int64
+	// LookalikeIdentities share their lookalike key (LookalikeKey) with
+	// another identity of the same service this month.
+	LookalikeIdentities int64
+	// ReservedCharacters counts, per reserved character present, the
+	// identities holding it.
+	ReservedCharacters map[string]int64
 	// Events is the number of events this month.
 	Events int64
+	// BilledUsers is the month's active users over every service, as billed
+	// (the report's active_users), whatever service the figures are about.
+	BilledUsers int64
+	// RateCard is the card the month is billed with: its latest stored
+	// version's, or the account's card while none is stored; nil without
+	// one.
+	RateCard []byte
 	// TopIdentities are the 10 identities with the most events, by events
 	// descending, then service_sid, then identity (byte order).
 	TopIdentities []IdentityEvents
@@ -41,6 +60,21 @@ func (s IdentityStats) EventsPerIdentity() float64 {
 		return 0
 	}
 	return float64(s.Events) / float64(s.ActiveIdentities)
+}
+
+// AvoidableUsers are the users the bill would not count without
+// authenticate-only and update-only identities.
+func (s IdentityStats) AvoidableUsers() int64 {
+	return s.AuthenticateOnlyIdentities + s.UpdateOnlyIdentities
+}
+
+// LookalikeGroup is two or more identities of one service that share a
+// lookalike key in a month.
+type LookalikeGroup struct {
+	ServiceSID string
+	Key        string
+	Identities []string // in byte order
+	Events     int64
 }
 
 // IdentityEvents is one line of the top identities.
