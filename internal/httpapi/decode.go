@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 
@@ -98,216 +97,34 @@ func jsonKind(k string) string {
 	return k
 }
 
-// wireEvent is an event as posted. Fields are raw so that each one can be
-// judged on its own and every problem of the event reported at once.
-type wireEvent struct {
-	ID         string `json:"id"`
-	Activity   string `json:"activity"`
-	Source     string `json:"source"`
-	ServiceSID string `json:"service_sid"`
-	Identity   string `json:"identity"`
-	OccurredAt string `json:"occurred_at"`
-	Actor      string `json:"actor"`
-	ChannelSID string `json:"channel_sid"`
-	EndpointID string `json:"endpoint_id"`
-}
+// wireEvent is an event as posted; usage owns its rules, so that the Go
+// client judges an event as the server does.
+type wireEvent = usage.EventJSON
 
-var eventFields = map[string]bool{
-	"id": true, "activity": true, "source": true, "service_sid": true, "identity": true,
-	"occurred_at": true, "actor": true, "channel_sid": true, "endpoint_id": true,
-}
-
-// errNotJSON marks an event that is not valid JSON at all: the body is
-// malformed (400), not merely invalid (422).
-var errNotJSON = errors.New("not valid JSON")
-
-// decodeEvent decodes and validates one event. It returns errNotJSON (wrapped)
-// for malformed JSON, else the event and every rule it breaks.
+// decodeEvent decodes and validates one event. It returns usage.ErrNotJSON
+// (wrapped) for malformed JSON, else the event and every rule it breaks.
+// The scanner reads the common shape; what it gives up on goes through
+// encoding/json, and what that refuses is diagnosed member by member.
 func decodeEvent(raw []byte, index int, now time.Time, errs []usage.FieldError) (usage.Event, []usage.FieldError, error) {
 	w, fast := scanEvent(string(raw))
 	if !fast {
-		w, fast = decodeWireEvent(raw)
+		w, fast = usage.DecodeEventJSON(raw)
 	}
-	fast = fast && w.complete()
+	fast = fast && w.Complete()
 	var bad map[string]bool // fields whose JSON is already reported
 	if !fast {
 		var notObject bool
 		var err error
-		w, errs, bad, notObject, err = diagnoseEvent(raw, index, errs)
-		if err != nil || notObject {
-			return usage.Event{}, errs, err
-		}
-	}
-	return fromWire(w, index, now, errs, bad)
-}
-
-// decodeWireEvent decodes one event with encoding/json, for what the
-// scanner gives up on; ok is false if the event needs diagnosing.
-func decodeWireEvent(raw []byte) (w wireEvent, ok bool) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	// Only white space may follow the object: dec.More is false before a
-	// stray '}' or ']', which would let `{…}}` through.
-	ok = dec.Decode(&w) == nil && len(bytes.TrimSpace(raw[dec.InputOffset():])) == 0 && validJSONText(raw)
-	return w, ok
-}
-
-// complete reports whether every required field is there.
-func (w *wireEvent) complete() bool {
-	return w.ID != "" && w.Activity != "" && w.Source != "" && w.ServiceSID != "" && w.Identity != "" && w.OccurredAt != ""
-}
-
-// fromWire turns a decoded event into a usage.Event and appends every rule
-// it breaks, except for fields in bad, already reported.
-func fromWire(w wireEvent, index int, now time.Time, errs []usage.FieldError, bad map[string]bool) (usage.Event, []usage.FieldError, error) {
-	before := len(errs)
-	e := usage.Event{
-		ID: w.ID, Activity: usage.Activity(w.Activity), Source: usage.Source(w.Source),
-		ServiceSID: w.ServiceSID, Identity: w.Identity,
-		Actor: w.Actor, ChannelSID: w.ChannelSID, EndpointID: w.EndpointID,
-	}
-	if w.OccurredAt != "" {
-		t, err := usage.ParseTimestamp(w.OccurredAt)
+		w, errs, bad, notObject, err = usage.DiagnoseEvent(raw, index, errs)
 		if err != nil {
-			errs = append(errs, usage.FieldError{Index: index, Field: "occurred_at",
-				Message: "must be an RFC 3339 timestamp such as 2026-10-05T12:00:00Z"})
-			if bad == nil {
-				bad = map[string]bool{}
-			}
-			bad["occurred_at"] = true
+			return usage.Event{}, errs, fmt.Errorf("event %d: %w", index, err)
 		}
-		e.OccurredAt = t.UTC()
-	}
-	for _, fe := range e.Validate(index, now, nil) {
-		if !bad[fe.Field] {
-			errs = append(errs, fe)
+		if notObject {
+			return usage.Event{}, errs, nil
 		}
 	}
-	if len(errs) > before {
-		return usage.Event{}, errs, nil
-	}
+	e, errs := w.Event(index, now, errs, bad)
 	return e, errs, nil
-}
-
-// diagnoseEvent is the slow path: it looks at each member on its own to name
-// every unknown field, wrong type and invalid UTF-8, and returns the fields it
-// reported so that validation does not report them again.
-func diagnoseEvent(raw []byte, index int, errs []usage.FieldError) (w wireEvent, _ []usage.FieldError, bad map[string]bool, notObject bool, err error) {
-	trimmed := bytes.TrimSpace(raw)
-	if !json.Valid(trimmed) {
-		return w, errs, nil, false, fmt.Errorf("event %d: %w", index, errNotJSON)
-	}
-	if len(trimmed) == 0 || trimmed[0] != '{' {
-		return w, append(errs, usage.FieldError{Index: index, Field: "", Message: "an event must be a JSON object"}), nil, true, nil
-	}
-	var members map[string]json.RawMessage
-	if err := json.Unmarshal(trimmed, &members); err != nil {
-		return w, errs, nil, false, fmt.Errorf("event %d: %w", index, errNotJSON)
-	}
-	bad = map[string]bool{}
-	add := func(field, msg string) {
-		bad[field] = true
-		errs = append(errs, usage.FieldError{Index: index, Field: field, Message: msg})
-	}
-	for _, name := range sortedKeys(members) {
-		if !eventFields[name] {
-			add(name, "unknown field")
-		}
-	}
-	values := map[string]*string{
-		"id": &w.ID, "activity": &w.Activity, "source": &w.Source, "service_sid": &w.ServiceSID,
-		"identity": &w.Identity, "occurred_at": &w.OccurredAt, "actor": &w.Actor,
-		"channel_sid": &w.ChannelSID, "endpoint_id": &w.EndpointID,
-	}
-	for _, name := range []string{"id", "activity", "source", "service_sid", "identity", "occurred_at", "actor", "channel_sid", "endpoint_id"} {
-		v, ok := members[name]
-		if !ok || string(v) == "null" {
-			continue
-		}
-		if len(v) == 0 || v[0] != '"' {
-			add(name, "must be a JSON string")
-			continue
-		}
-		if !validJSONText(v) {
-			add(name, "must be valid UTF-8")
-			continue
-		}
-		if err := json.Unmarshal(v, values[name]); err != nil {
-			add(name, "must be a JSON string")
-		}
-	}
-	return w, errs, bad, false, nil
-}
-
-func sortedKeys(m map[string]json.RawMessage) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	for i := 1; i < len(keys); i++ { // tiny maps: insertion sort
-		for j := i; j > 0 && keys[j] < keys[j-1]; j-- {
-			keys[j], keys[j-1] = keys[j-1], keys[j]
-		}
-	}
-	return keys
-}
-
-// validJSONText reports whether raw JSON text is valid UTF-8 and holds no
-// \u escape of a lone surrogate. encoding/json silently turns both into
-// U+FFFD; the contract wants them refused.
-func validJSONText(raw []byte) bool {
-	if !utf8.Valid(raw) {
-		return false
-	}
-	for i := 0; i < len(raw); i++ {
-		if raw[i] != '\\' {
-			continue
-		}
-		i++
-		if i >= len(raw) || raw[i] != 'u' {
-			continue // \" \\ \n …; a backslash only appears inside strings
-		}
-		r, ok := hex4(raw, i+1)
-		if !ok {
-			return false
-		}
-		i += 4
-		switch {
-		case r >= 0xDC00 && r <= 0xDFFF: // low surrogate without a high one
-			return false
-		case r >= 0xD800 && r <= 0xDBFF: // high surrogate: a low one must follow
-			if i+2 >= len(raw) || raw[i+1] != '\\' || raw[i+2] != 'u' {
-				return false
-			}
-			lo, ok := hex4(raw, i+3)
-			if !ok || lo < 0xDC00 || lo > 0xDFFF {
-				return false
-			}
-			i += 6
-		}
-	}
-	return true
-}
-
-func hex4(b []byte, at int) (rune, bool) {
-	if at+4 > len(b) {
-		return 0, false
-	}
-	var r rune
-	for _, c := range b[at : at+4] {
-		r <<= 4
-		switch {
-		case c >= '0' && c <= '9':
-			r |= rune(c - '0')
-		case c >= 'a' && c <= 'f':
-			r |= rune(c-'a') + 10
-		case c >= 'A' && c <= 'F':
-			r |= rune(c-'A') + 10
-		default:
-			return 0, false
-		}
-	}
-	return r, true
 }
 
 // decodeBatch reads a JSON body {"events": [...]}.
@@ -370,10 +187,10 @@ func decodeBatchFast(raw []byte, now time.Time) (*postgres.Batch, bool) {
 	}
 	src := &postgres.Batch{Events: make([]usage.Event, 0, len(wires))}
 	for i := range wires {
-		if !wires[i].complete() {
+		if !wires[i].Complete() {
 			return nil, false
 		}
-		e, errs, _ := fromWire(wires[i], i, now, nil, nil)
+		e, errs := wires[i].Event(i, now, nil, nil)
 		if len(errs) > 0 {
 			return nil, false
 		}
@@ -385,7 +202,7 @@ func decodeBatchFast(raw []byte, now time.Time) (*postgres.Batch, bool) {
 // decodeWireBatch decodes a batch with encoding/json, for what the scanner
 // gives up on; ok is false if the batch needs diagnosing.
 func decodeWireBatch(raw []byte) ([]wireEvent, bool) {
-	if !validJSONText(raw) {
+	if !usage.ValidJSONText(raw) {
 		return nil, false
 	}
 	var req struct {

@@ -52,7 +52,7 @@ func TestDecodeEvent(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e, errs, err := decodeEvent([]byte(tt.raw), 3, testNow, nil)
 			if tt.wantNotJSON {
-				if !errors.Is(err, errNotJSON) {
+				if !errors.Is(err, usage.ErrNotJSON) {
 					t.Fatalf("err = %v, want errNotJSON", err)
 				}
 				return
@@ -220,7 +220,7 @@ func FuzzDecodeEvent(f *testing.F) {
 		if verrs := e.Validate(0, testNow, nil); len(verrs) != 0 {
 			t.Fatalf("accepted an invalid event %+v: %v", e, verrs)
 		}
-		if !validJSONText(raw) {
+		if !usage.ValidJSONText(raw) {
 			t.Fatalf("accepted invalid UTF-8 %q", raw)
 		}
 	})

@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/tallyhq/tally/internal/usage"
 )
 
 // benchBatch is a batch as the bench and a typical backend send it.
@@ -90,7 +92,7 @@ func FuzzScanBatch(f *testing.F) {
 		if i := bytes.IndexByte(body, '{'); i >= 0 {
 			line := body[i:]
 			if w, ok := scanEvent(string(line)); ok {
-				want, wok := decodeWireEvent(line)
+				want, wok := usage.DecodeEventJSON(line)
 				if !wok || w != want {
 					t.Fatalf("scanned line %q to %+v; encoding/json: %+v (ok %v)", line, w, want, wok)
 				}

@@ -13,9 +13,9 @@ import (
 // is malformed (400), not merely invalid (422).
 var ErrNotJSON = errors.New("not valid JSON")
 
-// eventJSON is an event as posted: every member a string, so that each one
+// EventJSON is an event as posted: every member a string, so that each one
 // is judged on its own and every problem of the event reported at once.
-type eventJSON struct {
+type EventJSON struct {
 	ID         string `json:"id"`
 	Activity   string `json:"activity"`
 	Source     string `json:"source"`
@@ -38,19 +38,42 @@ var eventMembers = []string{"id", "activity", "source", "service_sid", "identity
 // It returns the event and the problems it appended to errs, or an error
 // wrapping ErrNotJSON when raw is not JSON.
 func DecodeEvent(raw []byte, index int, now time.Time, errs []FieldError) (Event, []FieldError, error) {
-	var w eventJSON
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	ok := dec.Decode(&w) == nil && len(bytes.TrimSpace(raw[dec.InputOffset():])) == 0 && validJSONText(raw)
+	w, ok := DecodeEventJSON(raw)
 	var reported map[string]bool
-	if !ok {
+	if !ok || !w.Complete() {
 		var notObject bool
 		var err error
-		w, errs, reported, notObject, err = diagnoseEvent(raw, index, errs)
+		w, errs, reported, notObject, err = DiagnoseEvent(raw, index, errs)
 		if err != nil || notObject {
 			return Event{}, errs, err
 		}
 	}
+	e, errs := w.Event(index, now, errs, reported)
+	return e, errs, nil
+}
+
+// DecodeEventJSON decodes one event with encoding/json; ok is false when
+// it needs diagnosing (DiagnoseEvent): not JSON, not one object followed by
+// white space alone, an unknown member, a member that is not a string,
+// invalid UTF-8 or a lone surrogate escape.
+func DecodeEventJSON(raw []byte) (w EventJSON, ok bool) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	// Only white space may follow the object: dec.More is false before a
+	// stray '}' or ']', which would let `{…}}` through.
+	ok = dec.Decode(&w) == nil && len(bytes.TrimSpace(raw[dec.InputOffset():])) == 0 && ValidJSONText(raw)
+	return w, ok
+}
+
+// Complete reports whether every required member is there.
+func (w *EventJSON) Complete() bool {
+	return w.ID != "" && w.Activity != "" && w.Source != "" && w.ServiceSID != "" && w.Identity != "" && w.OccurredAt != ""
+}
+
+// Event turns a decoded event into an Event and appends to errs every rule
+// it breaks, except for the members in reported, already reported; the
+// Event is the zero Event when it breaks one.
+func (w *EventJSON) Event(index int, now time.Time, errs []FieldError, reported map[string]bool) (Event, []FieldError) {
 	before := len(errs)
 	e := Event{
 		ID: w.ID, Activity: Activity(w.Activity), Source: Source(w.Source),
@@ -75,15 +98,17 @@ func DecodeEvent(raw []byte, index int, now time.Time, errs []FieldError) (Event
 		}
 	}
 	if len(errs) > before {
-		return Event{}, errs, nil
+		return Event{}, errs
 	}
-	return e, errs, nil
+	return e, errs
 }
 
-// diagnoseEvent looks at each member on its own to name every unknown
+// DiagnoseEvent looks at each member on its own to name every unknown
 // member, wrong type and invalid string, and returns the members it
-// reported so that validation does not report them again.
-func diagnoseEvent(raw []byte, index int, errs []FieldError) (w eventJSON, _ []FieldError, reported map[string]bool, notObject bool, err error) {
+// reported so that validation does not report them again. notObject says
+// raw is JSON but not an object (reported); err wraps ErrNotJSON when raw
+// is not JSON.
+func DiagnoseEvent(raw []byte, index int, errs []FieldError) (w EventJSON, _ []FieldError, reported map[string]bool, notObject bool, err error) {
 	trimmed := bytes.TrimSpace(raw)
 	if !json.Valid(trimmed) {
 		return w, errs, nil, false, ErrNotJSON
@@ -124,7 +149,7 @@ func diagnoseEvent(raw []byte, index int, errs []FieldError) (w eventJSON, _ []F
 			add(name, "must be a JSON string")
 			continue
 		}
-		if !validJSONText(v) {
+		if !ValidJSONText(v) {
 			add(name, "must be valid UTF-8")
 			continue
 		}
@@ -135,10 +160,10 @@ func diagnoseEvent(raw []byte, index int, errs []FieldError) (w eventJSON, _ []F
 	return w, errs, reported, false, nil
 }
 
-// validJSONText reports whether raw JSON text is valid UTF-8 and holds no
+// ValidJSONText reports whether raw JSON text is valid UTF-8 and holds no
 // \u escape of a lone surrogate. encoding/json silently turns both into
 // U+FFFD; the contract wants them refused.
-func validJSONText(raw []byte) bool {
+func ValidJSONText(raw []byte) bool {
 	if !utf8.Valid(raw) {
 		return false
 	}
