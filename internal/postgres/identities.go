@@ -65,12 +65,13 @@ ORDER BY events DESC, service_sid, identity LIMIT 10`
 // both be their own key, so every group holds a row whose lookalike is set:
 // the groups are those rows (the partial index month_users_lookalike) and,
 // for each key, the one identity that is that key, if active (a probe of
-// month_users_pkey). EXPLAIN: an index scan of the partial index, grouped,
+// month_users_pkey; that identity's lookalike is NULL, as a key is its own
+// key, so the probe need not read it from the table). EXPLAIN: an index scan of the partial index, grouped,
 // and a nested loop of primary-key probes, one per key; nothing over the
 // identities that are their own key.
 const lookalikeCount = `SELECT coalesce(sum(n + self) FILTER (WHERE n + self >= 2), 0) FROM (
     SELECT g.n, (EXISTS (SELECT 1 FROM month_users u WHERE u.account_sid = $1 AND u.month = $2
-                         AND u.service_sid = g.service_sid AND u.identity = g.lookalike AND u.lookalike IS NULL))::int AS self
+                         AND u.service_sid = g.service_sid AND u.identity = g.lookalike))::int AS self
     FROM (SELECT service_sid, lookalike, count(*) AS n FROM month_users
           WHERE account_sid = $1 AND month = $2 AND ($3::text IS NULL OR service_sid = $3) AND lookalike IS NOT NULL
           GROUP BY service_sid, lookalike) AS g) AS c`
@@ -189,7 +190,7 @@ var identityFlags = map[string]string{
         EXISTS (SELECT 1 FROM month_users o WHERE o.account_sid = $1 AND o.month = $2 AND o.service_sid = m.service_sid
                 AND o.lookalike = m.lookalike AND o.identity <> m.identity)
      OR EXISTS (SELECT 1 FROM month_users o WHERE o.account_sid = $1 AND o.month = $2 AND o.service_sid = m.service_sid
-                AND o.identity = m.lookalike AND o.lookalike IS NULL)
+                AND o.identity = m.lookalike)
      ELSE EXISTS (SELECT 1 FROM month_users o WHERE o.account_sid = $1 AND o.month = $2 AND o.service_sid = m.service_sid
                 AND o.lookalike = m.identity) END`,
 }
@@ -343,7 +344,7 @@ const lookalikeGroups = `SELECT service_sid, key, identities, events FROM (
           FROM (SELECT DISTINCT service_sid, lookalike FROM month_users
                 WHERE account_sid = $1 AND month = $2 AND ($3::text IS NULL OR service_sid = $3) AND lookalike IS NOT NULL) AS k
           JOIN month_users u ON u.account_sid = $1 AND u.month = $2 AND u.service_sid = k.service_sid
-                            AND u.identity = k.lookalike AND u.lookalike IS NULL) AS r
+                            AND u.identity = k.lookalike) AS r
     GROUP BY service_sid, key
     HAVING count(*) >= 2) AS g
 WHERE $4::bigint IS NULL OR n < $4 OR (n = $4 AND (service_sid, key) > ($5, $6))
