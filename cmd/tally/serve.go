@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
+	"github.com/tallyhq/tally/internal/alerts"
 	"github.com/tallyhq/tally/internal/billing"
 	"github.com/tallyhq/tally/internal/console"
 	"github.com/tallyhq/tally/internal/httpapi"
@@ -104,12 +105,16 @@ func (e *env) serveAPI(ctx context.Context, ln net.Listener, pool *pgxpool.Pool,
 	if err != nil {
 		return err
 	}
+	alertsCfg, runAlerts, err := e.alerts(pool, box, log)
+	if err != nil {
+		return err
+	}
 	store := postgres.New(pool, time.Now)
 	job := &billing.Job{Store: store, Now: time.Now, FinalizeAfter: grace, Log: log}
 	var migrated atomic.Bool
 	handler := httpapi.New(httpapi.Config{
 		Store: store, Box: box, Logger: log, Now: time.Now, Job: job,
-		IngestLimit: ingestLimit, TokenLimit: tokenLimit,
+		IngestLimit: ingestLimit, TokenLimit: tokenLimit, Alerts: alertsCfg,
 		Ready: func(r *http.Request) error {
 			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 			defer cancel()
@@ -155,6 +160,10 @@ func (e *env) serveAPI(ctx context.Context, ln net.Listener, pool *pgxpool.Pool,
 	foldDone := make(chan struct{})
 	go func() { store.FoldInBackground(jobCtx, foldEvery, 2, log); close(foldDone) }()
 	defer func() { stopJob(); <-foldDone }()
+	// Usage alerts: evaluation and the webhook outbox's delivery (§14).
+	alertsDone := make(chan struct{})
+	go func() { runAlerts(jobCtx); close(alertsDone) }()
+	defer func() { stopJob(); <-alertsDone }()
 
 	if addr := e.getenv("TALLY_PPROF_ADDR"); addr != "" {
 		// Profiles on a separate, operator-only listener (keep it on loopback).
@@ -182,4 +191,38 @@ func (e *env) serveAPI(ctx context.Context, ln net.Listener, pool *pgxpool.Pool,
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
+}
+
+// alerts reads the alerts' settings: TALLY_WEBHOOK_ALLOW_PRIVATE (1 lets
+// webhooks go to http and to private, loopback and link-local addresses;
+// for development) and TALLY_ALERT_INTERVAL (10s, how often thresholds are
+// compared with the month's figures). run evaluates and delivers until its
+// context ends.
+func (e *env) alerts(pool *pgxpool.Pool, box *secrets.Box, log *slog.Logger) (httpapi.AlertsConfig, func(context.Context), error) {
+	var allow bool
+	switch v := e.getenv("TALLY_WEBHOOK_ALLOW_PRIVATE"); v {
+	case "", "0", "false":
+	case "1", "true":
+		allow = true
+	default:
+		return httpapi.AlertsConfig{}, nil, fmt.Errorf("TALLY_WEBHOOK_ALLOW_PRIVATE=%q: want 1 or 0", v)
+	}
+	every, err := e.duration("TALLY_ALERT_INTERVAL", alerts.DefaultEvaluateEvery)
+	if err != nil {
+		return httpapi.AlertsConfig{}, nil, err
+	}
+	store := postgres.New(pool, time.Now)
+	metrics := alerts.NewMetrics(store)
+	if allow {
+		log.Warn("TALLY_WEBHOOK_ALLOW_PRIVATE=1: webhooks may go to http and to private addresses")
+	}
+	eval := &alerts.Evaluator{Store: store, Metrics: metrics, Log: log}
+	worker := &alerts.Worker{Store: store, Box: box, Metrics: metrics, Log: log, AllowPrivate: allow}
+	run := func(ctx context.Context) {
+		done := make(chan struct{})
+		go func() { eval.Run(ctx, every); close(done) }()
+		worker.Run(ctx, alerts.DefaultPoll)
+		<-done
+	}
+	return httpapi.AlertsConfig{AllowPrivate: allow, Metrics: metrics}, run, nil
 }

@@ -107,7 +107,7 @@ func Verify(secret, header string, body []byte, now time.Time, tolerance time.Du
 	return fmt.Errorf("signature: no v1 signature matches")
 }
 
-// MaxAmountDigits bounds an amount threshold's length.
+// maxAmountLen bounds an amount threshold's length.
 const maxAmountLen = 40
 
 // ParseThreshold reads an alert's threshold as the contract writes it: a
@@ -186,8 +186,7 @@ func Value(metric string, f postgres.AlertFigures) (v decimal.Decimal, ok bool, 
 		if err != nil {
 			return decimal.Decimal{}, false, err
 		}
-		// The report's amount, with the decimals it is written with.
-		return r.Billing.Amount.Round(billing.MinorUnits(r.Billing.Currency)), true, nil
+		return r.Billing.Amount, true, nil
 	}
 	return decimal.Decimal{}, false, fmt.Errorf("unknown metric %q", metric)
 }

@@ -2,6 +2,7 @@ package alerts_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -328,7 +329,7 @@ func (r *receiver) received() []received {
 func (e *env) worker(r *receiver) *alerts.Worker {
 	return &alerts.Worker{Store: e.store, Box: e.box, Now: e.clock, AllowPrivate: true,
 		RootCAs: r.srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs,
-		Timeout: 300 * time.Millisecond, BackoffBase: 2 * time.Millisecond, BackoffMax: 20 * time.Millisecond, Lease: 2 * time.Second}
+		Timeout: 3 * time.Second, BackoffBase: 2 * time.Millisecond, BackoffMax: 20 * time.Millisecond, Lease: 5 * time.Second}
 }
 
 // deliverUntil runs w until a's delivery is no longer pending, or fails.
@@ -381,14 +382,16 @@ func TestRetriedAfterATimeoutWithTheSameID(t *testing.T) {
 	e := newEnv(t)
 	r := newReceiver(t, func(n int) (int, time.Duration) {
 		if n == 0 {
-			return 200, 2 * time.Second // past the worker's 300 ms
+			return 200, 5 * time.Second // past the worker's 500 ms
 		}
 		return 200, 0
 	})
 	e.users(t, e.account, 0, 1)
 	a, _ := e.alert(t, e.account, postgres.MetricActiveUsers, "1", r.srv.URL+"/hook")
 	e.evaluate(t)
-	d := deliverUntil(t, e, e.worker(r), a)
+	w := e.worker(r)
+	w.Timeout = 500 * time.Millisecond
+	d := deliverUntil(t, e, w, a)
 	if d.Status != postgres.DeliveryDelivered || d.Attempts != 2 {
 		t.Fatalf("delivery %+v", d)
 	}
@@ -400,13 +403,25 @@ func TestRetriedAfterATimeoutWithTheSameID(t *testing.T) {
 func TestGivesUpAfterRetryFor(t *testing.T) {
 	e := newEnv(t)
 	r := newReceiver(t, func(int) (int, time.Duration) { return 503, 0 })
+	start := time.Now().UTC()
+	e.set(start)
 	e.users(t, e.account, 0, 1)
 	a, _ := e.alert(t, e.account, postgres.MetricActiveUsers, "1", r.srv.URL+"/hook")
 	e.evaluate(t)
 	w := e.worker(r)
-	w.RetryFor = 50 * time.Millisecond
+	w.RetryFor = 24 * time.Hour
+	for _, at := range []time.Duration{0, time.Hour, 23 * time.Hour} {
+		e.set(start.Add(at))
+		if n, err := w.RunOnce(t.Context()); err != nil || n != 1 {
+			t.Fatalf("after %s: %d attempts, %v", at, n, err)
+		}
+		if d := e.deliveries(t, a)[0]; d.Status != postgres.DeliveryPending {
+			t.Fatalf("after %s: %+v", at, d)
+		}
+	}
+	e.set(start.Add(24 * time.Hour))
 	d := deliverUntil(t, e, w, a)
-	if d.Status != postgres.DeliveryFailed || d.Attempts < 2 || d.LastError == nil || *d.LastStatusCode != 503 {
+	if d.Status != postgres.DeliveryFailed || d.Attempts != 4 || d.LastError == nil || *d.LastStatusCode != 503 || d.NextAttemptAt != nil {
 		t.Fatalf("delivery %+v", d)
 	}
 }
@@ -540,4 +555,36 @@ func TestTwoWorkersShareTheOutbox(t *testing.T) {
 			t.Fatalf("delivery %+v", ds[0])
 		}
 	}
+}
+
+// TestSlowReceiverDelaysNoOtherAccount: a receiver that does not answer
+// holds up only its own account's webhooks.
+func TestSlowReceiverDelaysNoOtherAccount(t *testing.T) {
+	e := newEnv(t)
+	slow := newReceiver(t, func(int) (int, time.Duration) { return 200, 5 * time.Second })
+	fast := newReceiver(t, func(int) (int, time.Duration) { return 200, 0 })
+	other, err := e.store.CreateAccount(t.Context(), "Other", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.users(t, e.account, 0, 1)
+	e.users(t, other.SID, 0, 1)
+	e.alert(t, e.account, postgres.MetricActiveUsers, "1", slow.srv.URL+"/hook")
+	b, _ := e.alert(t, other.SID, postgres.MetricActiveUsers, "1", fast.srv.URL+"/hook")
+	e.evaluate(t)
+	w := e.worker(fast)
+	w.RootCAs.AddCert(slow.srv.Certificate())
+	w.Timeout = 4 * time.Second
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	defer func() { cancel(); <-done }()
+	start := time.Now()
+	go func() { w.RunOnce(ctx); close(done) }()
+	for time.Since(start) < 3*time.Second {
+		if d := e.deliveries(t, b)[0]; d.Status == postgres.DeliveryDelivered {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("the other account's webhook waited for the slow receiver")
 }

@@ -58,7 +58,8 @@ type Worker struct {
 	// Lease is how long a claimed delivery is not due for anyone else;
 	// Timeout + 20 s when zero. It must outlast an attempt.
 	Lease time.Duration
-	// Parallel is how many deliveries one worker sends at once; 8 when zero.
+	// Parallel is how many accounts one worker serves at once, and how many
+	// deliveries of one account it sends at once; 8 when zero.
 	Parallel int
 
 	once   sync.Once
@@ -121,35 +122,51 @@ func (w *Worker) Run(ctx context.Context, poll time.Duration) {
 }
 
 // RunOnce sends the deliveries due now, of up to 100 accounts, and returns
-// how many attempts it made.
+// how many attempts it made. Accounts are served Parallel at a time, so
+// that a receiver that does not answer delays no other account's webhooks.
 func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 	now := w.now()
 	accounts, err := w.Store.DueDeliveryAccounts(ctx, now, 100)
 	if err != nil {
 		return 0, err
 	}
-	n := 0
-	var errs []error
-	for _, a := range accounts {
-		claimed, err := w.Store.ClaimDeliveries(ctx, a, now, cmp.Or(w.Lease, w.timeout()+20*time.Second), cmp.Or(w.Parallel, 8))
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		var wg sync.WaitGroup
-		var mu sync.Mutex
-		for _, d := range claimed {
-			wg.Go(func() {
-				if err := w.attempt(ctx, d); err != nil {
-					mu.Lock()
-					errs = append(errs, err)
-					mu.Unlock()
-				}
-			})
-		}
-		wg.Wait()
-		n += len(claimed)
+	var (
+		mu   sync.Mutex
+		n    int
+		errs []error
+		wg   sync.WaitGroup
+	)
+	fail := func(err error) {
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
 	}
+	slots := make(chan struct{}, cmp.Or(w.Parallel, 8))
+	for _, a := range accounts {
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			// Claimed only now, so that the lease starts with the attempts.
+			claimed, err := w.Store.ClaimDeliveries(ctx, a, w.now(), cmp.Or(w.Lease, w.timeout()+20*time.Second), cmp.Or(w.Parallel, 8))
+			if err != nil {
+				fail(err)
+				return
+			}
+			var sends sync.WaitGroup
+			for _, d := range claimed {
+				sends.Go(func() {
+					if err := w.attempt(ctx, d); err != nil {
+						fail(err)
+					}
+				})
+			}
+			sends.Wait()
+			mu.Lock()
+			n += len(claimed)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
 	return n, errors.Join(errs...)
 }
 

@@ -15,12 +15,13 @@ import (
 
 // policy says who may use a route (CONTRACT §2).
 type policy struct {
-	public        bool         // no credentials needed
-	roles         []usage.Role // roles allowed on their own account
-	anyKey        bool         // any valid key, of any account and role (/v1/me)
-	platformOnly  bool         // only platform keys (and then only roles)
-	noPlatformFor bool         // a platform key naming another account gets 403 (tokens)
-	platformWrite bool         // only a platform admin, on any account (rate card PUT)
+	public        bool          // no credentials needed
+	roles         []usage.Role  // roles allowed on their own account
+	anyKey        bool          // any valid key, of any account and role (/v1/me)
+	platformOnly  bool          // only platform keys (and then only roles)
+	noPlatformFor bool          // a platform key naming another account gets 403 (tokens)
+	platformWrite bool          // only a platform admin, on any account (rate card PUT)
+	fresh         func() string // before each call, makes what the path's last parameter names (a DELETE removes it)
 	success       int
 	body          string
 }
@@ -68,10 +69,15 @@ func TestAuthorizationMatrix(t *testing.T) {
 		"GET /v1/accounts/:account_sid/identities":                            {roles: admin, success: 200},
 		"GET /v1/accounts/:account_sid/identities/lookalikes":                 {roles: admin, success: 200},
 		"GET /v1/accounts/:account_sid/services/:service_sid/users/:identity": {roles: admin, success: 200},
+		"POST /v1/accounts/:account_sid/alerts":                               {roles: admin, success: 201, body: `{"metric":"active_users","threshold":1000000,"webhook_url":"https://203.0.113.10/hook"}`},
+		"GET /v1/accounts/:account_sid/alerts":                                {roles: admin, success: 200},
+		"GET /v1/accounts/:account_sid/alerts/:alert_sid":                     {roles: admin, success: 200},
+		"DELETE /v1/accounts/:account_sid/alerts/:alert_sid":                  {roles: admin, success: 204, fresh: func() string { return seedAlert(t, e) }},
+		"GET /v1/accounts/:account_sid/alerts/:alert_sid/deliveries":          {roles: admin, success: 200},
 		"GET /docs": {public: true, success: 200},
 	}
 	concrete := strings.NewReplacer(":account_sid", e.acme, ":key_sid", victim, ":month", "2026-10",
-		":service_sid", "ISa", ":identity", "bob")
+		":service_sid", "ISa", ":identity", "bob", ":alert_sid", seedAlert(t, e))
 	query := map[string]string{
 		"GET /v1/accounts/:account_sid/identities/stats":      "?month=2026-10",
 		"GET /v1/accounts/:account_sid/identities":            "?month=2026-10",
@@ -118,6 +124,10 @@ func TestAuthorizationMatrix(t *testing.T) {
 		delete(rows, key)
 		path := concrete.Replace(r.Path) + query[key]
 		for _, cl := range callers {
+			path := path
+			if p.fresh != nil {
+				path = path[:strings.LastIndex(path, "/")+1] + p.fresh()
+			}
 			want := expected(p, cl.account, cl.role, cl.platform, e.acme)
 			if cl.account == "" && !p.public {
 				want = http.StatusUnauthorized

@@ -44,6 +44,8 @@ type Config struct {
 	// the pool stays free for reads, JSON batches, tokens and health.
 	// Default a quarter of the pool, at least 1.
 	StreamConns int
+	// Alerts configures the usage alerts (§14).
+	Alerts AlertsConfig
 }
 
 // Server holds what handlers share.
@@ -64,6 +66,7 @@ type Server struct {
 	streams                              *streamSlots
 
 	accounts sync.Map // account SIDs known to exist
+	alerts   alertState
 }
 
 // New builds the echo instance that serves the whole API.
@@ -98,6 +101,7 @@ func New(cfg Config) *echo.Echo {
 	// meanwhile gather into its next group), at most four in all.
 	s.authLog = postgres.NewCoalescer(cfg.Store, 4)
 	s.authLog.Observe = s.metrics.recorded
+	s.setupAlerts(cfg.Alerts)
 	if s.job == nil {
 		s.job = &billing.Job{Store: cfg.Store, Now: cfg.Now}
 	}
@@ -151,6 +155,7 @@ func (s *Server) routes(e *echo.Echo) {
 	v1(http.MethodGet, "/accounts/:account_sid/identities", s.listIdentities)
 	v1(http.MethodGet, "/accounts/:account_sid/identities/lookalikes", s.lookalikes)
 	v1(http.MethodGet, "/accounts/:account_sid/services/:service_sid/users/:identity", s.userHistory)
+	s.alertRoutes(v1)
 }
 
 func orDefault(l, def Limit) Limit {
