@@ -152,6 +152,9 @@ func TestIdentityFiguresMatchAPI(t *testing.T) {
 				if _, ok := v.(json.Number); ok {
 					want[k] = v.(json.Number).String()
 				}
+				if k == "avoidable_amount" && v != nil { // a decimal string, null without a rate card
+					want[k] = v.(string)
+				}
 			}
 			for _, top := range api["top_identities"].([]any) {
 				top := top.(map[string]any)
@@ -169,8 +172,8 @@ func TestIdentityFiguresMatchAPI(t *testing.T) {
 			t.Errorf("no advice on %s", topic)
 		}
 	}
-	if !bytes.Contains(body, []byte("data-pending=")) {
-		t.Error("no marked spot for the statistics this tally does not compute yet")
+	if bytes.Contains(body, []byte("data-pending=")) {
+		t.Error("a statistic is still marked as not computed yet")
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/tallyhq/tally/internal/httpapi"
+	"github.com/tallyhq/tally/internal/postgres"
 	"github.com/tallyhq/tally/internal/usage"
 )
 
@@ -30,7 +32,23 @@ type identitiesPage struct {
 	EventsPerIdentity float64
 	Top               []usage.IdentityEvents
 	Advice            []advice
+	// AvoidableAmount is the §7 avoidable_amount, nil without a rate card.
+	AvoidableAmount *string
+	// Reserved lists each reserved character present with its count.
+	Reserved []reservedCount
+	// Lookalikes are the largest lookalike groups (at most maxLookalikes).
+	Lookalikes []usage.LookalikeGroup
+	// MoreLookalikes says there are more groups than shown.
+	MoreLookalikes bool
 }
+
+type reservedCount struct {
+	Char  string
+	Count int64
+}
+
+// maxLookalikes bounds the lookalike groups shown; the API lists them all.
+const maxLookalikes = 50
 
 // Shares of active identities above which a kind of identity is worth a
 // word of advice: below them, the cost is noise.
@@ -66,8 +84,23 @@ func (h *Handler) identities(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	avoidable, err := httpapi.AvoidableAmount(st)
+	if err != nil {
+		return err
+	}
+	groups, err := h.store.LookalikeGroups(c.Request().Context(),
+		postgres.LookalikeQuery{AccountSID: account, Month: m, ServiceSID: svc, Limit: maxLookalikes + 1})
+	if err != nil {
+		return err
+	}
 	page := identitiesPage{AccountSID: account, Month: m.String(), EventsPerIdentity: st.EventsPerIdentity(),
-		Top: st.TopIdentities, Advice: adviceFor(st)}
+		Top: st.TopIdentities, Advice: adviceFor(st, avoidable), AvoidableAmount: avoidable,
+		Lookalikes: groups[:min(len(groups), maxLookalikes)], MoreLookalikes: len(groups) > maxLookalikes}
+	for i := range len(usage.ReservedCharacters) {
+		if n := st.ReservedCharacters[usage.ReservedCharacters[i:i+1]]; n > 0 {
+			page.Reserved = append(page.Reserved, reservedCount{usage.ReservedCharacters[i : i+1], n})
+		}
+	}
 	if svc != nil {
 		page.ServiceSID = *svc
 	}
@@ -81,6 +114,9 @@ func (h *Handler) identities(c echo.Context) error {
 		{"multi_endpoint_identities", "On 3 or more endpoints", st.MultiEndpointIdentities},
 		{"reserved_character_identities", "With reserved characters", st.ReservedCharacterIdentities},
 		{"random_like_identities", "Look machine generated", st.RandomLikeIdentities},
+		{"authenticate_only_identities", "Active only through authenticate", st.AuthenticateOnlyIdentities},
+		{"update_only_identities", "Active only through REST update", st.UpdateOnlyIdentities},
+		{"lookalike_identities", "Look like another identity of their service", st.LookalikeIdentities},
 		{"events", "Events", st.Events},
 	}
 	if err := h.setNav(c, account, m.String(), "identities"); err != nil {
@@ -92,7 +128,7 @@ func (h *Handler) identities(c echo.Context) error {
 // adviceFor turns the figures into the seeds' advice: every unique identity
 // is billed, so identities that are generated, used once or touched only by
 // REST calls cost money for nothing.
-func adviceFor(st usage.IdentityStats) []advice {
+func adviceFor(st usage.IdentityStats, avoidable *string) []advice {
 	var out []advice
 	active := st.ActiveIdentities
 	share := func(n int64) float64 {
@@ -117,6 +153,21 @@ func adviceFor(st usage.IdentityStats) []advice {
 	if st.OneTimeIdentities > 0 && share(st.OneTimeIdentities) >= oneTimeShare {
 		out = append(out, advice{"one_time_identities", ids(st.OneTimeIdentities) + " had a single event this month, and each is billed in full. " +
 			"Create the chat client only when the user is about to use chat, not at every app start."})
+	}
+	if n := st.AuthenticateOnlyIdentities + st.UpdateOnlyIdentities; n > 0 {
+		text := ids(n) + " " + verb(n, "was", "were") + " active only through authenticate (" +
+			count(st.AuthenticateOnlyIdentities, "identity", "identities") + ") or only through a REST update (" +
+			count(st.UpdateOnlyIdentities, "identity", "identities") + "). Create the chat client only when the user " +
+			"will read or send, and avoid needless REST updates of users."
+		if avoidable != nil {
+			text += " Without them this month's bill would be lower by " + *avoidable + "."
+		}
+		out = append(out, advice{"avoidable_amount", text})
+	}
+	if st.LookalikeIdentities > 0 {
+		out = append(out, advice{"lookalike_identities", ids(st.LookalikeIdentities) + " look like another identity " +
+			"of the same service (they differ only in case, width, invisible characters or spaces around them), and each " +
+			"is billed as its own user. Normalize identities before you send them, and merge the groups below."})
 	}
 	if st.RESTOnlyIdentities > 0 {
 		out = append(out, advice{"rest_only_identities", ids(st.RESTOnlyIdentities) + " " +
