@@ -51,7 +51,8 @@ func (e *Env) accounts() []Account {
 }
 
 // StartServer runs `tally serve` (bin) on a free loopback port with env.
-func StartServer(ctx context.Context, bin string, env []string) (*exec.Cmd, string, error) {
+// Its log goes to logTo (nil: nowhere).
+func StartServer(ctx context.Context, bin string, env []string, logTo io.Writer) (*exec.Cmd, string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, "", err
@@ -61,6 +62,9 @@ func StartServer(ctx context.Context, bin string, env []string) (*exec.Cmd, stri
 	cmd := exec.Command(bin, "serve")
 	cmd.Env = append(env, "TALLY_ADDR="+addr)
 	cmd.Stderr = io.Discard
+	if logTo != nil {
+		cmd.Stderr = logTo
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, "", fmt.Errorf("start server: %w", err)
 	}

@@ -116,27 +116,36 @@ func (in *Ingester) Stop() (float64, error) {
 // Latencies are the durations of the reads of one kind, in seconds.
 type Latencies []float64
 
+// ReadTimeout bounds one read: a read that takes longer is abandoned and
+// counted at this latency (the percentiles above it are then "at least").
+const ReadTimeout = 30 * time.Second
+
 // Read sends GET path (with account a's key) back to back for d and
-// returns each request's latency; a status other than 200 is an error.
-func (e *Env) Read(ctx context.Context, a Account, path string, d time.Duration) (Latencies, error) {
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	client := &http.Client{}
-	var lat Latencies
-	for ctx.Err() == nil {
+// returns each request's latency, and how many failed: a status other than
+// 200 (the first one's text in err) or no answer within ReadTimeout. A
+// failed read counts in the latencies too.
+func (e *Env) Read(ctx context.Context, a Account, path string, d time.Duration) (lat Latencies, failed int, err error) {
+	deadline := time.Now().Add(d)
+	client := &http.Client{Timeout: ReadTimeout}
+	for time.Now().Before(deadline) && ctx.Err() == nil {
 		start := time.Now()
-		req, _ := http.NewRequestWithContext(context.WithoutCancel(ctx), "GET", e.BaseURL+path, nil)
+		req, _ := http.NewRequestWithContext(ctx, "GET", e.BaseURL+path, nil)
 		req.SetBasicAuth(a.KeySID, a.Secret)
-		resp, err := client.Do(req)
-		if err != nil {
-			return lat, err
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return lat, fmt.Errorf("GET %s: status %d: %.200s", path, resp.StatusCode, b)
+		resp, rerr := client.Do(req)
+		if rerr == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				rerr = fmt.Errorf("GET %s: status %d: %.200s", path, resp.StatusCode, b)
+			}
 		}
 		lat = append(lat, time.Since(start).Seconds())
+		if rerr != nil {
+			failed++
+			if err == nil {
+				err = rerr
+			}
+		}
 	}
-	return lat, nil
+	return lat, failed, err
 }
