@@ -260,7 +260,14 @@ func (e *env) keysCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(e.stdout, "rewrapped %d key secrets\n", n)
+			// Alerts' signing secrets are sealed under the same master key.
+			a, err := store.RewrapAlertSecrets(cmd.Context(), func(sid string, sealed []byte) ([]byte, error) {
+				return box.Rewrap(sealed, sid)
+			})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "rewrapped %d key secrets and %d alert signing secrets\n", n, a)
 			return nil
 		}}
 	cmd.AddCommand(create, revoke, rewrap)

@@ -303,13 +303,29 @@ func TestDevEndToEnd(t *testing.T) {
 		t.Fatalf("repost after restart: %d %s", st, body)
 	}
 
+	// An alert's signing secret is sealed under the master key too (tally
+	// dev allows a private webhook address).
+	alertReq, _ := http.NewRequest("POST", creds2.BaseURL+"/v1/accounts/"+creds2.Account.AccountSID+"/alerts",
+		strings.NewReader(`{"friendly_name":"users","metric":"active_users","threshold":1000000,"webhook_url":"http://127.0.0.1:9/hook"}`))
+	alertReq.SetBasicAuth(creds2.Account.APIKeySID, creds2.Account.APIKeySecret)
+	alertReq.Header.Set("Content-Type", "application/json")
+	alertResp, err := http.DefaultClient.Do(alertReq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alertBody, _ := io.ReadAll(alertResp.Body)
+	alertResp.Body.Close()
+	if alertResp.StatusCode != 201 {
+		t.Fatalf("create an alert: %d %s", alertResp.StatusCode, alertBody)
+	}
+
 	// Master key rotation: rewrap under a new key, then a server holding only
 	// the new key authenticates the existing keys.
 	newKey := "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="
 	rotate := exec.Command(bin, "keys", "rewrap")
 	rotate.Env = cleanEnv("DATABASE_URL="+creds2.DatabaseURL, "TALLY_MASTER_KEY="+newKey,
 		"TALLY_MASTER_KEY_PREVIOUS="+strings.TrimSpace(string(master)))
-	if out, err := rotate.CombinedOutput(); err != nil || !strings.Contains(string(out), "rewrapped") {
+	if out, err := rotate.CombinedOutput(); err != nil || !strings.Contains(string(out), "and 1 alert signing secrets") {
 		t.Fatalf("keys rewrap: %v %s", err, out)
 	}
 	serveErr := &syncBuffer{}
