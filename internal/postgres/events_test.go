@@ -584,8 +584,9 @@ func TestFoldIsNotJITCompiled(t *testing.T) {
 }
 
 // TestConcurrentFoldsFoldEachEventOnce folds one account from several
-// goroutines at once while bodies keep arriving: folds that race for the
-// same events start again, and every event reaches the rollup exactly once.
+// goroutines of two stores at once while bodies keep arriving: folds that
+// race for the same events start again, and every event reaches the rollup
+// exactly once.
 func TestConcurrentFoldsFoldEachEventOnce(t *testing.T) {
 	s, pool, ac := newStore(t)
 	ctx := t.Context()
@@ -593,10 +594,13 @@ func TestConcurrentFoldsFoldEachEventOnce(t *testing.T) {
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	var folded [4]int64
+	// Two stores, as two replicas: within one store folds of an account
+	// queue, across stores they race.
+	replicas := []*postgres.Store{s, postgres.New(pool, func() time.Time { return clock })}
 	for g := range folded {
 		wg.Go(func() {
 			for {
-				n, err := s.FoldRollup(ctx, ac)
+				n, err := replicas[g%2].FoldRollup(ctx, ac)
 				if err != nil {
 					t.Error(err)
 					return

@@ -183,7 +183,21 @@ func (s *Store) pendingAccounts(ctx context.Context) ([]string, error) {
 
 // foldAccount folds one account's pending events, starting again when
 // another fold of the account wins a race for them.
+//
+// Within this process, folds of one account queue rather than race: two
+// folds of an account under ingestion collide on the same rollup rows, and
+// in repeatable read the loser waits for the winner's commit only to fail
+// and start over with more to fold (a read could lose again and again).
+// Queued, a read that waited folds only what the fold before it left.
+// Folds from other replicas still race, and retry.
 func (s *Store) foldAccount(ctx context.Context, accountSID string) (int64, error) {
+	turn, _ := s.folding.LoadOrStore(accountSID, make(chan struct{}, 1))
+	select {
+	case turn.(chan struct{}) <- struct{}{}:
+		defer func() { <-turn.(chan struct{}) }()
+	case <-ctx.Done():
+		return 0, translate(fmt.Errorf("fold rollup of %s: %w", accountSID, ctx.Err()))
+	}
 	for attempt := 1; ; attempt++ {
 		n, err := s.foldOnce(ctx, accountSID)
 		if err == nil || !lostRace(err) || attempt == foldAttempts {

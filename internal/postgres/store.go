@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -28,6 +29,9 @@ type Store struct {
 	// fold, so several at once could hold every connection of the pool and
 	// wait for each other's second one.
 	finalizing chan struct{}
+	// folding holds, per account, a one-slot channel: the turn to fold it
+	// (foldAccount).
+	folding sync.Map
 	// afterMonthLock, when set (by tests), runs while FinalizeMonth holds
 	// its month's lock, after its fold.
 	afterMonthLock func()
