@@ -92,7 +92,7 @@ func TestNewDBSpeed(t *testing.T) {
 }
 
 func TestEngines(t *testing.T) {
-	for v, want := range map[string]string{"": "postgres", "citus": "citus", " postgres , citus": "postgres citus", "pg": "error"} {
+	for v, want := range map[string]string{"": "postgres citus", "citus": "citus", " postgres , citus": "postgres citus", "pg": "error"} {
 		t.Setenv(EnvEngines, v)
 		got, err := Engines()
 		if s := strings.Join(got, " "); err != nil {
