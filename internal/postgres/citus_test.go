@@ -27,6 +27,12 @@ func TestEveryTableIsDistributedByAccount(t *testing.T) {
 	if n := count(t, pool, undistributedTables); n != 0 {
 		t.Fatalf("%d tables are neither distributed nor reference tables", n)
 	}
+	// Shards move online by logical replication, which needs each table's
+	// replica identity: a primary key.
+	if n := count(t, pool, `SELECT count(*) FROM pg_dist_partition p WHERE NOT EXISTS (
+		SELECT 1 FROM pg_index i WHERE i.indrelid = p.logicalrelid AND i.indisprimary)`); n != 0 {
+		t.Fatalf("%d distributed tables have no primary key, so their shards cannot move online", n)
+	}
 	rows, err := pool.Query(t.Context(), `SELECT logicalrelid::text, partmethod, coalesce(column_to_column_name(logicalrelid, partkey), ''), repmodel, colocationid
 		FROM pg_dist_partition ORDER BY 1`)
 	if err != nil {
