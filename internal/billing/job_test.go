@@ -75,13 +75,13 @@ func (f *fixture) setNow(s string) {
 	f.mu.Unlock()
 }
 
-func (f *fixture) post(events ...usage.Event) postgres.IngestResult {
+func (f *fixture) post(events ...usage.Event) usage.IngestResult {
 	f.t.Helper()
 	// Posts alternate between the two ingest paths, a stream (COPY) and an
 	// in-memory batch (one pipeline), so consecutive posts exercise both.
-	var src postgres.EventSource = &source{events: events}
+	var src usage.EventSource = &source{events: events}
 	if f.posts++; f.posts%2 == 0 {
-		src = &postgres.Batch{Events: events}
+		src = &usage.EventList{Events: events}
 	}
 	res, err := f.store.RecordEvents(f.t.Context(), f.ac, src)
 	if err != nil {

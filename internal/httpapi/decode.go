@@ -13,7 +13,6 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/tallyhq/tally/internal/postgres"
 	"github.com/tallyhq/tally/internal/usage"
 )
 
@@ -128,7 +127,7 @@ func decodeEvent(raw []byte, index int, now time.Time, errs []usage.FieldError) 
 }
 
 // decodeBatch reads a JSON body {"events": [...]}.
-func decodeBatch(body io.Reader, now time.Time) (*postgres.Batch, error) {
+func decodeBatch(body io.Reader, now time.Time) (*usage.EventList, error) {
 	raw, err := io.ReadAll(body) // at most MaxJSONBody, by the caller's MaxBytesReader
 	if err != nil {
 		return nil, err
@@ -156,7 +155,7 @@ func decodeBatch(body io.Reader, now time.Time) (*postgres.Batch, error) {
 		return nil, usage.Invalid("events", "must hold 1 to 1000 events, not %d", len(raws))
 	}
 	var errs []usage.FieldError
-	src := &postgres.Batch{Events: make([]usage.Event, 0, len(raws))}
+	src := &usage.EventList{Events: make([]usage.Event, 0, len(raws))}
 	for i, raw := range raws {
 		var e usage.Event
 		var err error
@@ -178,14 +177,14 @@ func decodeBatch(body io.Reader, now time.Time) (*postgres.Batch, error) {
 // decodeBatchFast decodes a well-formed batch in one pass. It gives up
 // (ok false) at the first sign of trouble, so that the slow path can name
 // every problem precisely.
-func decodeBatchFast(raw []byte, now time.Time) (*postgres.Batch, bool) {
+func decodeBatchFast(raw []byte, now time.Time) (*usage.EventList, bool) {
 	wires, ok := scanBatch(string(raw))
 	if !ok {
 		if wires, ok = decodeWireBatch(raw); !ok {
 			return nil, false
 		}
 	}
-	src := &postgres.Batch{Events: make([]usage.Event, 0, len(wires))}
+	src := &usage.EventList{Events: make([]usage.Event, 0, len(wires))}
 	for i := range wires {
 		if !wires[i].Complete() {
 			return nil, false

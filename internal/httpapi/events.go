@@ -11,7 +11,6 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/tallyhq/tally/internal/postgres"
 	"github.com/tallyhq/tally/internal/usage"
 )
 
@@ -39,7 +38,7 @@ func (s *Server) postEvents(c echo.Context) error {
 		return errUnsupportedMedia("send application/json or application/x-ndjson")
 	}
 	now := s.now().UTC()
-	var src postgres.EventSource
+	var src usage.EventSource
 	switch mt {
 	case "application/json":
 		body, err := ingestBody(c, MaxJSONBody)
@@ -74,7 +73,20 @@ func (s *Server) postEvents(c echo.Context) error {
 		return err
 	}
 	s.metrics.recorded(res)
-	return c.JSON(http.StatusOK, res)
+	return c.JSON(http.StatusOK, newIngestResponse(res))
+}
+
+// ingestResponse is the answer to a committed body (openapi.yaml, POST
+// /v1/Accounts/{account_sid}/Events): the wire shape of usage.IngestResult,
+// which the store and the domain are free to change.
+type ingestResponse struct {
+	Accepted   int64 `json:"accepted"`
+	Duplicates int64 `json:"duplicates"`
+	Late       int64 `json:"late"`
+}
+
+func newIngestResponse(r usage.IngestResult) ingestResponse {
+	return ingestResponse{Accepted: r.Accepted, Duplicates: r.Duplicates, Late: r.Late}
 }
 
 // streamSlots caps the NDJSON bodies streaming into PostgreSQL at once. Each

@@ -10,7 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/tallyhq/tally/internal/postgres"
+	"github.com/tallyhq/tally/internal/usage"
 )
 
 // metrics are the Prometheus series of one API instance, on a registry of
@@ -69,7 +69,7 @@ func newMetrics(pool *pgxpool.Pool) *metrics {
 	return m
 }
 
-func (m *metrics) recorded(res postgres.IngestResult) {
+func (m *metrics) recorded(res usage.IngestResult) {
 	m.events.WithLabelValues("accepted").Add(float64(res.Accepted))
 	m.events.WithLabelValues("duplicate").Add(float64(res.Duplicates))
 	m.events.WithLabelValues("late").Add(float64(res.Late))

@@ -23,7 +23,7 @@ import (
 type Coalescer struct {
 	store *Store
 	// Observe, when set, is told what each flush recorded.
-	Observe func(IngestResult)
+	Observe func(usage.IngestResult)
 	// MaxEvents caps a group; a full group is flushed as it is and later
 	// callers start the next one.
 	MaxEvents int
@@ -90,7 +90,7 @@ func (c *Coalescer) Record(ctx context.Context, accountSID string, events []usag
 
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flushTimeout)
 	defer cancel()
-	res, err := c.store.RecordEvents(fctx, accountSID, &Batch{Events: g.events})
+	res, err := c.store.RecordEvents(fctx, accountSID, &usage.EventList{Events: g.events})
 	if err == nil && c.Observe != nil {
 		c.Observe(res)
 	}

@@ -25,7 +25,7 @@ func TestCoalescerGroupsConcurrentBodies(t *testing.T) {
 	c := postgres.NewCoalescer(s, 1)
 	c.MaxEvents = 50
 	var flushes, accepted, duplicates atomic.Int64
-	c.Observe = func(r postgres.IngestResult) {
+	c.Observe = func(r usage.IngestResult) {
 		flushes.Add(1)
 		accepted.Add(r.Accepted)
 		duplicates.Add(r.Duplicates)

@@ -6,10 +6,10 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
-// column is a column array of a Batch, sent in place of a plain slice:
-// pgx encodes a plain []string or []time.Time through an interface holding
-// a copy of each element, one allocation per element (about ten per
-// event). A column hands pgx a pointer into itself instead, to an element
+// column is a column array of a usage.EventList (arrayInput), sent in
+// place of a plain slice: pgx encodes a plain []string or []time.Time
+// through an interface holding a copy of each element, one allocation per
+// element (about ten per event). A column hands pgx a pointer into itself instead, to an element
 // type whose pgtype valuer method gives the value, so an array is encoded
 // without allocating. It is a pgtype.ArrayGetter.
 type column[E any] []E

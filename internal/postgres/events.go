@@ -14,45 +14,11 @@ import (
 	"github.com/tallyhq/tally/internal/usage"
 )
 
-// EventSource yields the events of one request body in order. The JSON and
-// NDJSON decoders implement it; NDJSON bodies are read while they are copied
-// into PostgreSQL, never held whole in memory.
-type EventSource interface {
-	// Next returns the next valid event, or io.EOF after the last one. An
-	// invalid event is remembered by the source and skipped.
-	Next() (usage.Event, error)
-	// Err reports, after Next returned io.EOF, why the body must be refused
-	// as a whole (a *usage.ValidationError), or nil.
-	Err() error
-}
-
-// IngestResult counts what one body did.
-type IngestResult struct {
-	Accepted   int64 `json:"accepted"`
-	Duplicates int64 `json:"duplicates"`
-	Late       int64 `json:"late"`
-}
-
-// Batch is an EventSource whose events are all in memory and valid: a JSON
-// batch, the events of token verifications. RecordEvents sends it as one
-// array per column inside the statement that merges it, in one round trip,
-// where a stream needs a COPY into a staging table first.
-type Batch struct {
-	Events []usage.Event
-	next   int
-}
-
-// Next implements EventSource.
-func (b *Batch) Next() (usage.Event, error) {
-	if b.next >= len(b.Events) {
-		return usage.Event{}, io.EOF
-	}
-	b.next++
-	return b.Events[b.next-1], nil
-}
-
-// Err implements EventSource: a Batch holds only valid events.
-func (b *Batch) Err() error { return nil }
+// Batch is the old name of usage.EventList.
+//
+// Deprecated: use usage.EventList; the alias stays only until the tests of
+// internal/alerts, which still name it, are switched.
+type Batch = usage.EventList
 
 // The staging table lives per connection (temporary, emptied at commit), so
 // a streamed body is copied in one COPY and merged in one statement.
@@ -122,7 +88,7 @@ FROM (%s) AS i`
 WHERE account_sid = $1 AND month = ANY($2::date[]) AND final_version IS NOT NULL AND NOT revision_due`
 )
 
-// Where the statements read a body: a Batch from one array per staging
+// Where the statements read a body: a usage.EventList from one array per
 // column ($3…$17), a stream from the staging table it was copied into
 // (only its new events, $3, unless that is NULL: all of them).
 const (
@@ -132,7 +98,7 @@ const (
 	// reflection, element by element.
 	// The lookalike key arrives as lookalikeElem encodes it: "" when it is
 	// the identity itself (stored as NULL), " " for the empty key.
-	batchInput = `SELECT id, occurred_at, month, activity, activity_bit, source, source_bit, service_sid, identity,
+	arrayInput = `SELECT id, occurred_at, month, activity, activity_bit, source, source_bit, service_sid, identity,
         nullif(actor, '') AS actor, nullif(channel_sid, '') AS channel_sid, nullif(endpoint_id, '') AS endpoint_id,
         identity_flags, CASE lookalike WHEN '' THEN NULL WHEN ' ' THEN '' ELSE lookalike END AS lookalike, reserved
         FROM unnest($3::text[], $4::timestamptz[], $5::date[], $6::text[], $7::smallint[],
@@ -145,8 +111,8 @@ const (
 )
 
 var (
-	insertBatchEvents    = fmt.Sprintf(insertEvents, batchInput)
-	insertBatchPending   = fmt.Sprintf(insertPending, batchInput)
+	insertArrayEvents    = fmt.Sprintf(insertEvents, arrayInput)
+	insertArrayPending   = fmt.Sprintf(insertPending, arrayInput)
 	insertStagingEvents  = fmt.Sprintf(insertEvents, stagingInput)
 	insertStagingPending = fmt.Sprintf(insertPending, stagingFreshInput)
 )
@@ -155,32 +121,36 @@ var (
 // nothing, and returns only after commit. An event whose id the account
 // already sent is a duplicate, whatever else it carries; so is a repeat of an
 // id within the body (the first occurrence wins).
-func (s *Store) RecordEvents(ctx context.Context, accountSID string, src EventSource) (IngestResult, error) {
+//
+// A *usage.EventList is sent as one array per column inside the statements
+// that merge it, in one round trip; any other source is streamed with a
+// COPY into a staging table first.
+func (s *Store) RecordEvents(ctx context.Context, accountSID string, src usage.EventSource) (usage.IngestResult, error) {
 	res, err := s.recordEvents(ctx, accountSID, src)
 	if err != nil {
 		var verr *usage.ValidationError
 		if errors.As(err, &verr) {
-			return IngestResult{}, err
+			return usage.IngestResult{}, err
 		}
-		return IngestResult{}, translate(fmt.Errorf("record events for %s: %w", accountSID, err))
+		return usage.IngestResult{}, translate(fmt.Errorf("record events for %s: %w", accountSID, err))
 	}
 	return res, nil
 }
 
-func (s *Store) recordEvents(ctx context.Context, accountSID string, src EventSource) (IngestResult, error) {
-	rows := &stagingRows{src: src, months: make(map[usage.Month]struct{})}
-	if b, ok := src.(*Batch); ok {
-		rows.seen = make(map[string]struct{}, len(b.Events))
-		cols := rows.columns(len(b.Events))
-		var res IngestResult
+func (s *Store) recordEvents(ctx context.Context, accountSID string, src usage.EventSource) (usage.IngestResult, error) {
+	rows := &eventRows{src: src, months: make(map[usage.Month]struct{})}
+	if list, ok := src.(*usage.EventList); ok {
+		rows.seen = make(map[string]struct{}, len(list.Events))
+		cols := rows.arrays(len(list.Events))
+		var res usage.IngestResult
 		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 			var err error
 			res, err = s.merge(ctx, tx, accountSID, sortedMonths(rows.months), int64(len(rows.seen)), rows.repeats,
-				insertBatchEvents, cols, func(fresh []string, all bool) (string, []any) {
+				insertArrayEvents, cols, func(fresh []string, all bool) (string, []any) {
 					if all {
-						return insertBatchPending, cols
+						return insertArrayPending, cols
 					}
-					return insertBatchPending, freshColumns(cols, fresh)
+					return insertArrayPending, freshColumns(cols, fresh)
 				})
 			return err
 		})
@@ -189,10 +159,10 @@ func (s *Store) recordEvents(ctx context.Context, accountSID string, src EventSo
 	rows.seen = make(map[string]struct{})
 	conn, err := s.ingestConn(ctx)
 	if err != nil {
-		return IngestResult{}, err
+		return usage.IngestResult{}, err
 	}
 	defer conn.Release()
-	var res IngestResult
+	var res usage.IngestResult
 	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		n, err := tx.CopyFrom(ctx, pgx.Identifier{"ingest_staging"}, stagingColumns, rows)
 		if err != nil {
@@ -223,20 +193,20 @@ func (s *Store) recordEvents(ctx context.Context, accountSID string, src EventSo
 // that pending gives for them; all says every event of the body is new)
 // and flags the revisions they call for.
 func (s *Store) merge(ctx context.Context, tx pgx.Tx, accountSID string, months []usage.Month, n, repeats int64,
-	insert string, input []any, pending func(fresh []string, all bool) (string, []any)) (IngestResult, error) {
+	insert string, input []any, pending func(fresh []string, all bool) (string, []any)) (usage.IngestResult, error) {
 	starts := make([]time.Time, len(months))
 	for i, m := range months {
 		starts[i] = m.Start()
 	}
 	now := s.now().UTC()
-	b := &pgx.Batch{}
-	b.Queue(insertMonths, accountSID, starts)
-	b.Queue(lockMonths, accountSID, starts)
-	b.Queue(insert, append([]any{accountSID, now}, input...)...)
-	br := tx.SendBatch(ctx, b)
+	pipeline := &pgx.Batch{}
+	pipeline.Queue(insertMonths, accountSID, starts)
+	pipeline.Queue(lockMonths, accountSID, starts)
+	pipeline.Queue(insert, append([]any{accountSID, now}, input...)...)
+	br := tx.SendBatch(ctx, pipeline)
 	defer br.Close()
 	if _, err := br.Exec(); err != nil {
-		return IngestResult{}, fmt.Errorf("note months: %w", err)
+		return usage.IngestResult{}, fmt.Errorf("note months: %w", err)
 	}
 	final := make(map[time.Time]bool, len(months))
 	var month time.Time
@@ -247,7 +217,7 @@ func (s *Store) merge(ctx context.Context, tx pgx.Tx, accountSID string, months 
 		}
 		return nil
 	}); err != nil {
-		return IngestResult{}, fmt.Errorf("lock months: %w", err)
+		return usage.IngestResult{}, fmt.Errorf("lock months: %w", err)
 	}
 	fresh := make([]string, 0, n)
 	var late []time.Time
@@ -262,21 +232,21 @@ func (s *Store) merge(ctx context.Context, tx pgx.Tx, accountSID string, months 
 		}
 		return nil
 	}); err != nil {
-		return IngestResult{}, fmt.Errorf("insert events: %w", err)
+		return usage.IngestResult{}, fmt.Errorf("insert events: %w", err)
 	}
 	if err := br.Close(); err != nil {
-		return IngestResult{}, fmt.Errorf("insert events: %w", err)
+		return usage.IngestResult{}, fmt.Errorf("insert events: %w", err)
 	}
-	res := IngestResult{Accepted: int64(len(fresh)), Late: int64(len(late)), Duplicates: n - int64(len(fresh)) + repeats}
+	res := usage.IngestResult{Accepted: int64(len(fresh)), Late: int64(len(late)), Duplicates: n - int64(len(fresh)) + repeats}
 	if len(fresh) > 0 {
 		stmt, args := pending(fresh, int64(len(fresh)) == n)
 		if _, err := tx.Exec(ctx, stmt, append([]any{accountSID, now}, args...)...); err != nil {
-			return IngestResult{}, fmt.Errorf("append pending events: %w", err)
+			return usage.IngestResult{}, fmt.Errorf("append pending events: %w", err)
 		}
 	}
 	if len(late) > 0 {
 		if _, err := tx.Exec(ctx, markRevisions, accountSID, late); err != nil {
-			return IngestResult{}, fmt.Errorf("flag revisions: %w", err)
+			return usage.IngestResult{}, fmt.Errorf("flag revisions: %w", err)
 		}
 	}
 	return res, nil
@@ -286,7 +256,7 @@ func (s *Store) merge(ctx context.Context, tx pgx.Tx, accountSID string, months 
 // from iterating them.
 func must(rows pgx.Rows, _ error) pgx.Rows { return rows }
 
-// freshColumns keeps, of a Batch's column arrays, the events whose ids are
+// freshColumns keeps, of an EventList's column arrays, the events whose ids are
 // in fresh.
 func freshColumns(cols []any, fresh []string) []any {
 	keep := make(map[string]struct{}, len(fresh))
@@ -351,9 +321,12 @@ func (s *Store) ingestConn(ctx context.Context) (*pgxpool.Conn, error) {
 	return conn, nil
 }
 
-// stagingRows adapts an EventSource to pgx.CopyFromSource.
-type stagingRows struct {
-	src     EventSource
+// eventRows reads a body's events once each, dropping ids repeated within
+// the body and noting the months, as rows for the store: it is the
+// pgx.CopyFromSource of a streamed body's COPY, and arrays turns an
+// EventList into column arrays.
+type eventRows struct {
+	src     usage.EventSource
 	seen    map[string]struct{}
 	months  map[usage.Month]struct{}
 	repeats int64 // ids repeated within the body: duplicates never copied
@@ -362,7 +335,7 @@ type stagingRows struct {
 	srcErr  error
 }
 
-func (r *stagingRows) Next() bool {
+func (r *eventRows) Next() bool {
 	for {
 		e, err := r.src.Next()
 		if err == io.EOF {
@@ -384,7 +357,7 @@ func (r *stagingRows) Next() bool {
 }
 
 // Values is the current event as a row of stagingColumns.
-func (r *stagingRows) Values() ([]any, error) {
+func (r *eventRows) Values() ([]any, error) {
 	e := &r.ev
 	return []any{e.ID, e.OccurredAt.UTC(), r.month.Start(), string(e.Activity), e.Activity.Bit(),
 		string(e.Source), e.Source.Bit(), e.ServiceSID, e.Identity,
@@ -392,9 +365,9 @@ func (r *stagingRows) Values() ([]any, error) {
 		lookalikeValue(e.Identity), usage.ReservedMask(e.Identity)}, nil
 }
 
-// columns reads the whole source, of about n events, into one array per
-// staging column, for mergeBatch.
-func (r *stagingRows) columns(n int) []any {
+// arrays reads the whole source, of about n events, into one array per
+// column of arrayInput.
+func (r *eventRows) arrays(n int) []any {
 	var (
 		ids, activities, sources = make(column[textElem], 0, n), make(column[textElem], 0, n), make(column[textElem], 0, n)
 		services, identities     = make(column[textElem], 0, n), make(column[textElem], 0, n)
@@ -428,7 +401,7 @@ func (r *stagingRows) columns(n int) []any {
 		actors, channels, endpoints, flags, lookalikes, reserved}
 }
 
-func (r *stagingRows) Err() error { return r.srcErr }
+func (r *eventRows) Err() error { return r.srcErr }
 
 // lookalikeValue is the identity's lookalike key for the staging table:
 // NULL when the key is the identity itself (month_users.lookalike, migration
@@ -440,10 +413,10 @@ func lookalikeValue(identity string) any {
 	return nil
 }
 
-// lookalikeElem is the identity's lookalike key for a Batch's text array,
-// which holds no NULL: "" when the key is the identity itself (an identity
-// is never empty), " " for the empty key (a key never begins with a space).
-// batchInput decodes it.
+// lookalikeElem is the identity's lookalike key for a text array of
+// arrayInput, which holds no NULL: "" when the key is the identity itself
+// (an identity is never empty), " " for the empty key (a key never begins
+// with a space). arrayInput decodes it.
 func lookalikeElem(identity string) textElem {
 	switch k := usage.LookalikeKey(identity); k {
 	case identity:

@@ -60,7 +60,7 @@ func newStore(t *testing.T) (*postgres.Store, *pgxpool.Pool, string) {
 	return s, pool, a.SID
 }
 
-func record(t *testing.T, s *postgres.Store, account string, src postgres.EventSource) postgres.IngestResult {
+func record(t *testing.T, s *postgres.Store, account string, src usage.EventSource) usage.IngestResult {
 	t.Helper()
 	res, err := s.RecordEvents(t.Context(), account, src)
 	if err != nil {
@@ -108,7 +108,7 @@ func TestRetryCountsDuplicatesAndChangesNothing(t *testing.T) {
 		ev("e3", "alice", "2026-10-07T12:00:00Z"),
 	}
 	got := record(t, s, ac, events(batch...))
-	if got != (postgres.IngestResult{Accepted: 3}) {
+	if got != (usage.IngestResult{Accepted: 3}) {
 		t.Fatalf("first post = %+v, want 3 accepted", got)
 	}
 	rollup := func() string {
@@ -123,13 +123,13 @@ func TestRetryCountsDuplicatesAndChangesNothing(t *testing.T) {
 	before := rollup()
 
 	got = record(t, s, ac, events(batch...))
-	if got != (postgres.IngestResult{Duplicates: 3}) {
+	if got != (usage.IngestResult{Duplicates: 3}) {
 		t.Fatalf("retry = %+v, want 3 duplicates", got)
 	}
 	// A retry that carries another occurred_at is still the same event.
 	moved := ev("e1", "alice", "2026-09-01T00:00:00Z")
 	got = record(t, s, ac, events(moved))
-	if got != (postgres.IngestResult{Duplicates: 1}) {
+	if got != (usage.IngestResult{Duplicates: 1}) {
 		t.Fatalf("retry with another occurred_at = %+v, want 1 duplicate", got)
 	}
 	if after := rollup(); after != before {
@@ -168,11 +168,11 @@ func TestRepeatedIDWithinBodyIsDuplicate(t *testing.T) {
 		ev("e1", "bob", "2026-10-05T12:00:00Z"),
 		ev("e2", "bob", "2026-10-05T12:00:00Z"),
 	}
-	for name, src := range map[string]postgres.EventSource{"stream": events(body...), "batch": &postgres.Batch{Events: body}} {
+	for name, src := range map[string]usage.EventSource{"stream": events(body...), "batch": &usage.EventList{Events: body}} {
 		t.Run(name, func(t *testing.T) {
 			s, pool, ac := newStore(t)
 			got := record(t, s, ac, src)
-			if got != (postgres.IngestResult{Accepted: 2, Duplicates: 1}) {
+			if got != (usage.IngestResult{Accepted: 2, Duplicates: 1}) {
 				t.Fatalf("got %+v, want 2 accepted 1 duplicate", got)
 			}
 			// The first occurrence wins.
@@ -180,7 +180,7 @@ func TestRepeatedIDWithinBodyIsDuplicate(t *testing.T) {
 				t.Fatal("first occurrence of e1 not stored")
 			}
 			// A retry of the whole body is all duplicates.
-			if got := record(t, s, ac, &postgres.Batch{Events: body}); got != (postgres.IngestResult{Duplicates: 3}) {
+			if got := record(t, s, ac, &usage.EventList{Events: body}); got != (usage.IngestResult{Duplicates: 3}) {
 				t.Fatalf("retry = %+v, want 3 duplicates", got)
 			}
 		})
@@ -279,9 +279,9 @@ func TestRollupMatchesEvents(t *testing.T) {
 	// (staged with the other statements): both paths must agree.
 	for i := 0; len(all) > 0; i++ {
 		n := min(len(all), 1+rng.IntN(400))
-		var src postgres.EventSource = events(all[:n]...)
+		var src usage.EventSource = events(all[:n]...)
 		if i%2 == 1 {
-			src = &postgres.Batch{Events: all[:n]}
+			src = &usage.EventList{Events: all[:n]}
 		}
 		record(t, s, ac, src)
 		all = all[n:]
@@ -490,7 +490,7 @@ func TestFoldPlansAfresh(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 12 {
-		record(t, s, a.SID, &postgres.Batch{Events: []usage.Event{ev(fmt.Sprintf("e%d", i), fmt.Sprintf("user-%d", i), "2026-10-05T12:00:00Z")}})
+		record(t, s, a.SID, &usage.EventList{Events: []usage.Event{ev(fmt.Sprintf("e%d", i), fmt.Sprintf("user-%d", i), "2026-10-05T12:00:00Z")}})
 		fold(t, s)
 	}
 	var generic, custom int64
@@ -621,7 +621,7 @@ func TestConcurrentFoldsFoldEachEventOnce(t *testing.T) {
 			es = append(es, ev(fmt.Sprintf("b%d-%d", b, i), fmt.Sprintf("user-%d", (b*7+i)%60),
 				fmt.Sprintf("2026-10-%02dT12:00:00Z", 1+(b+i)%28)))
 		}
-		record(t, s, ac, &postgres.Batch{Events: es})
+		record(t, s, ac, &usage.EventList{Events: es})
 	}
 	close(stop)
 	wg.Wait()
@@ -720,7 +720,7 @@ func TestOptionalFieldsStored(t *testing.T) {
 		e.Actor, e.ChannelSID, e.EndpointID = "bob", "CH1", "alice-phone"
 		return e
 	}
-	record(t, s, ac, &postgres.Batch{Events: []usage.Event{full("b1"), ev("b2", "alice", "2026-11-05T12:00:01Z")}})
+	record(t, s, ac, &usage.EventList{Events: []usage.Event{full("b1"), ev("b2", "alice", "2026-11-05T12:00:01Z")}})
 	record(t, s, ac, events(full("s1"), ev("s2", "alice", "2026-11-05T12:00:02Z")))
 	rows, err := pool.Query(t.Context(), `SELECT event_id, coalesce(actor, '<null>'), coalesce(channel_sid, '<null>'),
 		coalesce(endpoint_id, '<null>') FROM events WHERE account_sid = $1 ORDER BY event_id`, ac)

@@ -4,7 +4,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tallyhq/tally/internal/postgres"
 	"github.com/tallyhq/tally/internal/usage"
 )
 
@@ -46,7 +45,7 @@ func TestBodyDuringFinalizationIsLate(t *testing.T) {
 	oct := mustMonth(t, "2026-10")
 	record(t, s, ac, events(ev("e1", "alice", "2026-10-05T12:00:00Z")))
 
-	done := make(chan postgres.IngestResult, 1)
+	done := make(chan usage.IngestResult, 1)
 	fail := make(chan error, 1)
 	s.AfterMonthLock(func() {
 		s.AfterMonthLock(nil)
@@ -74,7 +73,7 @@ func TestBodyDuringFinalizationIsLate(t *testing.T) {
 	if !v1.Stored || v1.Report.ActiveUsers != 1 {
 		t.Fatalf("version 1: stored %v with %d users, want alice alone", v1.Stored, v1.Report.ActiveUsers)
 	}
-	var res postgres.IngestResult
+	var res usage.IngestResult
 	select {
 	case res = <-done:
 	case err := <-fail:

@@ -82,7 +82,7 @@ func TestIdentityInsightMatchesBruteForce(t *testing.T) {
 	for body := 0; len(all) > 0; body++ {
 		n := min(len(all), 1+rng.IntN(200))
 		if body%2 == 0 {
-			record(t, s, ac, &postgres.Batch{Events: all[:n]})
+			record(t, s, ac, &usage.EventList{Events: all[:n]})
 		} else {
 			record(t, s, ac, events(all[:n]...))
 		}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/tallyhq/tally/internal/pgtest"
 	"github.com/tallyhq/tally/internal/postgres"
+	"github.com/tallyhq/tally/internal/usage"
 )
 
 // TestEventsMigrationRoundTrip takes events stored in the table keyed by id
@@ -42,7 +43,7 @@ func TestEventsMigrationRoundTrip(t *testing.T) {
 		t.Fatalf("after up: %d events, want 3", n)
 	}
 	got := record(t, s, ac, events(ev("e2", "bob", "2026-11-01T00:00:00Z"), ev("e4", "carol", "2026-11-02T00:00:00Z")))
-	if got != (postgres.IngestResult{Accepted: 1, Duplicates: 1}) {
+	if got != (usage.IngestResult{Accepted: 1, Duplicates: 1}) {
 		t.Fatalf("after the round trip: %+v, want 1 accepted and 1 duplicate", got)
 	}
 }

@@ -51,7 +51,7 @@ func TestMonthReportsMatchEachAccount(t *testing.T) {
 			es = append(es, e)
 		}
 		es = append(es, ev("sep", "user-0", "2026-09-30T12:00:00Z")) // user-0 returns in October
-		record(t, s, a, &postgres.Batch{Events: es})
+		record(t, s, a, &usage.EventList{Events: es})
 	}
 	if err := s.SetRateCard(t.Context(), accounts[1], json.RawMessage(
 		`{"currency":"USD","free_users":2,"tiers":[{"up_to":null,"unit_price":"0.05"}]}`)); err != nil {
@@ -103,7 +103,7 @@ func BenchmarkPlatformMonth(b *testing.B) {
 		for u := range 10 {
 			es = append(es, ev(fmt.Sprintf("e%d", u), fmt.Sprintf("user-%d", u), "2026-10-05T12:00:00Z"))
 		}
-		if _, err := s.RecordEvents(b.Context(), a.SID, &postgres.Batch{Events: es}); err != nil {
+		if _, err := s.RecordEvents(b.Context(), a.SID, &usage.EventList{Events: es}); err != nil {
 			b.Fatal(err)
 		}
 	}

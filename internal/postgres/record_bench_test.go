@@ -29,7 +29,7 @@ func BenchmarkRecordBody(b *testing.B) {
 				for j := range events {
 					events[j] = ev(fmt.Sprintf("e%d-%d", i, j), fmt.Sprintf("user-%d", (i*size+j)%5000), "2026-10-05T12:00:00Z")
 				}
-				if _, err := s.RecordEvents(b.Context(), a.SID, &postgres.Batch{Events: events}); err != nil {
+				if _, err := s.RecordEvents(b.Context(), a.SID, &usage.EventList{Events: events}); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -110,7 +110,7 @@ func recordRandomMonths(t *testing.T, s *postgres.Store, ac string) {
 	}
 	for len(all) > 0 {
 		n := min(len(all), 1+rng.IntN(500))
-		record(t, s, ac, &postgres.Batch{Events: all[:n]})
+		record(t, s, ac, &usage.EventList{Events: all[:n]})
 		all = all[n:]
 	}
 }
