@@ -79,7 +79,8 @@ func count(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) int64 {
 }
 
 // fold folds every pending event into the rollup, for a test that reads
-// month_users or users directly (the store's reads fold by themselves).
+// month_users or users directly (the store's reads merge pending events in
+// by themselves).
 func fold(t *testing.T, s *postgres.Store) {
 	t.Helper()
 	if _, err := s.FoldRollup(t.Context(), ""); err != nil {
@@ -410,17 +411,17 @@ func TestConcurrentOverlappingBatches(t *testing.T) {
 	}
 }
 
-// TestReadsFoldFirst: a read of the rollup right after a body is
-// acknowledged sees it, with no fold in between; and the background fold
-// empties the pending table by itself.
-func TestReadsFoldFirst(t *testing.T) {
+// TestReadsSeePendingEvents: a read of the rollup right after a body is
+// acknowledged sees it, with no fold in between and without folding; and
+// the background fold empties the pending table by itself.
+func TestReadsSeePendingEvents(t *testing.T) {
 	s, pool, ac := newStore(t)
 	record(t, s, ac, events(ev("e1", "alice", "2026-10-05T12:00:00Z"), ev("e2", "bob", "2026-10-06T12:00:00Z")))
 	if got := activeUsers(t, s, ac, "2026-10"); got != 2 {
 		t.Fatalf("ActiveUsers = %d right after the body, want 2", got)
 	}
-	if n := count(t, pool, `SELECT count(*) FROM rollup_pending`); n != 0 {
-		t.Fatalf("%d events still pending after a read", n)
+	if n := count(t, pool, `SELECT count(*) FROM rollup_pending`); n != 2 {
+		t.Fatalf("%d events pending after a read, want 2: reads do not fold", n)
 	}
 
 	record(t, s, ac, events(ev("e3", "carol", "2026-10-07T12:00:00Z")))

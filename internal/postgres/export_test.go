@@ -1,6 +1,8 @@
 package postgres
 
 import (
+	"maps"
+	"strings"
 	"time"
 
 	"github.com/tallyhq/tally/internal/usage"
@@ -57,5 +59,13 @@ func AccountStatements() map[string]Statement {
 	for flag, stmt := range listIdentitiesFlagged {
 		out["identities flag "+flag] = Statement{stmt, []any{month, service, "", "", "al", "al%", 100}}
 	}
+	// A read with pending events runs its statements behind liveRollup.
+	live := map[string]Statement{}
+	for name, stmt := range out {
+		if !strings.HasPrefix(name, "fold") && name != "lock months" && name != "mark revisions" {
+			live["live "+name] = Statement{liveRollup(stmt.SQL), stmt.Args}
+		}
+	}
+	maps.Copy(out, live)
 	return out
 }

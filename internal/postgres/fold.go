@@ -27,11 +27,15 @@ import (
 // of one account at once (a read's and the background's, or two replicas')
 // cannot both fold an event: the second to delete it fails with a
 // serialization failure, rolls back everything it did and starts again on a
-// fresh snapshot. Folds of different accounts share nothing, so a read
-// waits at most for a fold of its own account, never for another's.
+// fresh snapshot. Folds of different accounts share nothing.
+//
+// Reads do not fold (live.go): they merge the pending events into what
+// they read, in their own snapshot, so a read waits for no fold at all.
+// Folds run in the background, and for the monthly job and the alerts.
 
-// foldMonthUsers gathers the account's pending events to one row per
-// (month, service, identity) and merges them into month_users.
+// pendingMonthUsers groups the account's pending events to the rows of
+// month_users they make, one per (month, service, identity): what the fold
+// merges, and what a read with pending events merges in (live.go).
 //
 //   - The first activity is the earliest event, ties broken by event id.
 //     No aggregate here builds an array or sorts per group (array_agg and
@@ -43,17 +47,13 @@ import (
 //     2000–9999, as validated), so it sorts as (occurred_at, event_id).
 //   - The merge is associative (sums, bit or, least/greatest, set union),
 //     so folding in chunks, in any order, gives the rollup that folding
-//     everything at once would. Rows are written in key order, so two
-//     folds never lock rollup rows in opposite orders.
-const foldMonthUsers = `INSERT INTO month_users AS m (account_sid, month, service_sid, identity,
-    first_activity, first_event_id, first_at, last_at, events, activities, sources, endpoints,
-    last_received_at, identity_flags, lookalike, reserved)
-SELECT account_sid, month, service_sid, identity,
-       split_part(first_key, E'\x01\x01', 2),
-       replace(substr(split_part(first_key, E'\x01\x01', 1), 21), E'\x01\x02', E'\x01'),
+//     everything at once would.
+const pendingMonthUsers = `SELECT account_sid, month, service_sid, identity,
+       split_part(first_key, E'\x01\x01', 2) AS first_activity,
+       replace(substr(split_part(first_key, E'\x01\x01', 1), 21), E'\x01\x02', E'\x01') AS first_event_id,
        first_at, last_at, events, activities, sources,
        coalesce(ARRAY(SELECT DISTINCT replace(e, E'\x01\x02', E'\x01') COLLATE "C"
-                      FROM unnest(string_to_array(endpoints, E'\x01\x01')) AS e ORDER BY 1), '{}'),
+                      FROM unnest(string_to_array(endpoints, E'\x01\x01')) AS e ORDER BY 1), '{}') AS endpoints,
        last_received_at, identity_flags, lookalike, reserved
 FROM (SELECT account_sid, month, service_sid, identity,
              min(to_char(occurred_at AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS')
@@ -65,7 +65,15 @@ FROM (SELECT account_sid, month, service_sid, identity,
              min(lookalike) AS lookalike, max(reserved) AS reserved
       FROM rollup_pending
       WHERE account_sid = $1
-      GROUP BY account_sid, month, service_sid, identity) AS g
+      GROUP BY account_sid, month, service_sid, identity) AS g`
+
+// foldMonthUsers merges pendingMonthUsers into month_users. Rows are
+// written in key order, so two folds never lock rollup rows in opposite
+// orders.
+const foldMonthUsers = `INSERT INTO month_users AS m (account_sid, month, service_sid, identity,
+    first_activity, first_event_id, first_at, last_at, events, activities, sources, endpoints,
+    last_received_at, identity_flags, lookalike, reserved)
+` + pendingMonthUsers + `
 ORDER BY account_sid, month, service_sid, identity
 ON CONFLICT (account_sid, month, service_sid, identity) DO UPDATE SET
     first_activity = CASE WHEN (EXCLUDED.first_at, EXCLUDED.first_event_id) < (m.first_at, m.first_event_id)
@@ -133,13 +141,16 @@ var foldSettings = [][2]string{
 	{"enable_seqscan", "off"}, {"plan_cache_mode", "force_custom_plan"}, {"jit", "off"},
 }
 
-var setFoldSettings = func() string {
+var setFoldSettings = settingsSQL(foldSettings)
+
+// settingsSQL sets each (name, value) for the transaction alone.
+func settingsSQL(settings [][2]string) string {
 	var set strings.Builder
-	for _, kv := range foldSettings {
+	for _, kv := range settings {
 		fmt.Fprintf(&set, "SET LOCAL %s = %s; ", kv[0], kv[1])
 	}
 	return set.String()
-}()
+}
 
 // foldAttempts bounds how often a fold starts again after losing a race
 // with another fold of its account; each loss means the other one folded
@@ -148,8 +159,6 @@ const foldAttempts = 20
 
 // FoldRollup folds the pending events of an account ("" for every account
 // with pending events) into the rollup and returns how many it folded.
-// Every read of the rollup calls it first, so a read sees every event
-// acknowledged before it began.
 func (s *Store) FoldRollup(ctx context.Context, accountSID string) (int64, error) {
 	if accountSID != "" {
 		return s.foldAccount(ctx, accountSID)
@@ -187,8 +196,8 @@ func (s *Store) pendingAccounts(ctx context.Context) ([]string, error) {
 // Within this process, folds of one account queue rather than race: two
 // folds of an account under ingestion collide on the same rollup rows, and
 // in repeatable read the loser waits for the winner's commit only to fail
-// and start over with more to fold (a read could lose again and again).
-// Queued, a read that waited folds only what the fold before it left.
+// and start over with more to fold (the job could lose again and again).
+// Queued, a fold that waited folds only what the fold before it left.
 // Folds from other replicas still race, and retry.
 func (s *Store) foldAccount(ctx context.Context, accountSID string) (int64, error) {
 	turn, _ := s.folding.LoadOrStore(accountSID, make(chan struct{}, 1))
@@ -250,7 +259,8 @@ func (s *Store) foldOnce(ctx context.Context, accountSID string) (int64, error) 
 	return n, err
 }
 
-// fold is FoldRollup for a reader of the rollup.
+// fold is FoldRollup of one account, for the monthly job and the alerts,
+// which write what they read.
 func (s *Store) fold(ctx context.Context, accountSID string) error {
 	_, err := s.foldAccount(ctx, accountSID)
 	return err

@@ -93,11 +93,8 @@ ORDER BY o LIMIT 1`
 // IdentityStats computes the admin statistics of a month, optionally for
 // one service, in one snapshot.
 func (s *Store) IdentityStats(ctx context.Context, accountSID string, m usage.Month, serviceSID *string) (usage.IdentityStats, error) {
-	if err := s.fold(ctx, accountSID); err != nil {
-		return usage.IdentityStats{}, err
-	}
 	var st usage.IdentityStats
-	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+	err := s.readRollup(ctx, accountSID, func(tx rollupReader) error {
 		rows, _ := tx.Query(ctx, identityStats, accountSID, m.Start(), serviceSID,
 			usage.RESTOnlyActivities, usage.FlagReserved, usage.FlagRandomLike, usage.Authenticate.Bit(), usage.Update.Bit())
 		var g usage.IdentityStats
@@ -223,19 +220,20 @@ ORDER BY service_sid, identity LIMIT $8`
 
 // Identities returns a page of a month's identities.
 func (s *Store) Identities(ctx context.Context, q IdentityQuery) ([]usage.IdentityMonth, error) {
-	if err := s.fold(ctx, q.AccountSID); err != nil {
-		return nil, err
-	}
 	stmt, ok := listIdentitiesFlagged[q.Flag]
 	if !ok {
 		return nil, usage.Invalid("flag", "must be one of %s, not %q", strings.Join(IdentityFlags(), ", "), q.Flag)
 	}
-	rows, err := s.pool.Query(ctx, stmt, q.AccountSID, q.Month.Start(), q.ServiceSID,
-		q.AfterService, q.AfterIdentity, q.Prefix, likePrefix(q.Prefix), q.Limit)
-	if err != nil {
-		return nil, translate(fmt.Errorf("identities of %s %s: %w", q.AccountSID, q.Month, err))
-	}
-	out, err := collectIdentityMonths(rows, q.Month, false)
+	var out []usage.IdentityMonth
+	err := s.readRollup(ctx, q.AccountSID, func(r rollupReader) error {
+		rows, err := r.Query(ctx, stmt, q.AccountSID, q.Month.Start(), q.ServiceSID,
+			q.AfterService, q.AfterIdentity, q.Prefix, likePrefix(q.Prefix), q.Limit)
+		if err != nil {
+			return err
+		}
+		out, err = collectIdentityMonths(rows, q.Month, false)
+		return err
+	})
 	if err != nil {
 		return nil, translate(fmt.Errorf("identities of %s %s: %w", q.AccountSID, q.Month, err))
 	}
@@ -280,11 +278,8 @@ func likePrefix(p string) string {
 // figures for every month with events, oldest first. EXPLAIN:
 // month_users_pkey probed per month of the account (the months are few).
 func (s *Store) UserHistory(ctx context.Context, accountSID, serviceSID, identity string) (usage.UserHistory, error) {
-	if err := s.fold(ctx, accountSID); err != nil {
-		return usage.UserHistory{}, err
-	}
 	h := usage.UserHistory{ServiceSID: serviceSID, Identity: identity}
-	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+	err := s.readRollup(ctx, accountSID, func(tx rollupReader) error {
 		rows, err := tx.Query(ctx, `SELECT service_sid, identity, events, first_at, last_at, activities, sources, endpoints, month
 			FROM month_users m WHERE account_sid = $1 AND service_sid = $2 AND identity = $3
 			AND month IN (SELECT month FROM account_months WHERE account_sid = $1)
@@ -354,19 +349,20 @@ LIMIT $7`
 // LookalikeGroups returns a page of a month's lookalike groups, largest
 // first, then by service and key (byte order).
 func (s *Store) LookalikeGroups(ctx context.Context, q LookalikeQuery) ([]usage.LookalikeGroup, error) {
-	if err := s.fold(ctx, q.AccountSID); err != nil {
-		return nil, err
-	}
 	var size *int64
 	var afterService, afterKey string
 	if q.After != nil {
 		size, afterService, afterKey = &q.After.Size, q.After.ServiceSID, q.After.Key
 	}
-	rows, err := s.pool.Query(ctx, lookalikeGroups, q.AccountSID, q.Month.Start(), q.ServiceSID, size, afterService, afterKey, q.Limit)
-	if err != nil {
-		return nil, translate(fmt.Errorf("lookalikes of %s %s: %w", q.AccountSID, q.Month, err))
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[usage.LookalikeGroup])
+	var out []usage.LookalikeGroup
+	err := s.readRollup(ctx, q.AccountSID, func(r rollupReader) error {
+		rows, err := r.Query(ctx, lookalikeGroups, q.AccountSID, q.Month.Start(), q.ServiceSID, size, afterService, afterKey, q.Limit)
+		if err != nil {
+			return err
+		}
+		out, err = pgx.CollectRows(rows, pgx.RowToStructByPos[usage.LookalikeGroup])
+		return err
+	})
 	if err != nil {
 		return nil, translate(fmt.Errorf("lookalikes of %s %s: %w", q.AccountSID, q.Month, err))
 	}

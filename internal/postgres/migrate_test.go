@@ -139,6 +139,7 @@ func TestScaleOutMigrationRoundTrip(t *testing.T) {
 	if got := activeUsers(t, s, ac, "2026-10"); got != 3 {
 		t.Fatalf("after the round trip: %d active users in 2026-10, want 3", got)
 	}
+	fold(t, s)
 	if n := count(t, pool, `SELECT events FROM month_users WHERE identity = 'alice'`); n != 2 {
 		t.Fatalf("alice has %d events in the rollup, want 2", n)
 	}

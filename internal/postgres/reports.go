@@ -139,9 +139,9 @@ type RosterQuery struct {
 // order, streaming: a million-user roster is never held in memory.
 func (s *Store) Roster(ctx context.Context, q RosterQuery, fn func(usage.RosterEntry) error) error {
 	if q.Version == nil { // the provisional roster is the rollup
-		if err := s.fold(ctx, q.AccountSID); err != nil {
-			return err
-		}
+		return translate(s.readRollup(ctx, q.AccountSID, func(r rollupReader) error {
+			return rosterRows(ctx, r, q, fn)
+		}))
 	}
 	return translate(rosterRows(ctx, s.pool, q, fn))
 }
@@ -189,19 +189,16 @@ func checksum(ctx context.Context, db querier, r *usage.Report) error {
 // ProvisionalReport computes an account's month now, from the rollup, in
 // one snapshot (repeatable read), without writing anything.
 func (s *Store) ProvisionalReport(ctx context.Context, accountSID string, m usage.Month) (usage.Report, error) {
-	if err := s.fold(ctx, accountSID); err != nil {
-		return usage.Report{}, err
-	}
 	r := usage.Report{AccountSID: accountSID, Month: m, Status: usage.StatusProvisional, GeneratedAt: s.now().UTC()}
-	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+	err := s.readRollup(ctx, accountSID, func(q rollupReader) error {
 		var err error
-		if r.Figures, err = figures(ctx, tx, accountSID, m); err != nil {
+		if r.Figures, err = figures(ctx, q, accountSID, m); err != nil {
 			return err
 		}
-		if r.RateCard, err = rateCard(ctx, tx, accountSID); err != nil && !errors.Is(err, usage.ErrNotFound) {
+		if r.RateCard, err = rateCard(ctx, q.tx, accountSID); err != nil && !errors.Is(err, usage.ErrNotFound) {
 			return err
 		}
-		return checksum(ctx, tx, &r)
+		return checksum(ctx, q, &r)
 	})
 	if err != nil {
 		return usage.Report{}, translate(err)
@@ -265,26 +262,26 @@ type MonthSummary struct {
 // newest first, with its latest version or, without one, the provisional
 // count from the rollup.
 func (s *Store) Months(ctx context.Context, accountSID string) ([]MonthSummary, error) {
-	if err := s.fold(ctx, accountSID); err != nil {
-		return nil, err
-	}
-	rows, err := s.pool.Query(ctx, `SELECT a.month, v.version,
+	var out []MonthSummary
+	err := s.readRollup(ctx, accountSID, func(q rollupReader) error {
+		rows, err := q.Query(ctx, `SELECT a.month, v.version,
 	    coalesce(v.active_users, (SELECT count(*) FROM month_users m WHERE m.account_sid = a.account_sid AND m.month = a.month))
 	FROM (SELECT account_sid, month FROM account_months WHERE account_sid = $1
 	      UNION SELECT account_sid, month FROM report_versions WHERE account_sid = $1) a
 	LEFT JOIN LATERAL (SELECT version, active_users FROM report_versions r
 	      WHERE r.account_sid = a.account_sid AND r.month = a.month ORDER BY version DESC LIMIT 1) v ON true
 	ORDER BY a.month DESC`, accountSID)
-	if err != nil {
-		return nil, translate(fmt.Errorf("months of %s: %w", accountSID, err))
-	}
-	var out []MonthSummary
-	var month time.Time
-	var ms MonthSummary
-	_, err = pgx.ForEachRow(rows, []any{&month, &ms.Version, &ms.ActiveUsers}, func() error {
-		ms.Month = usage.MonthOf(month)
-		out = append(out, ms)
-		return nil
+		if err != nil {
+			return err
+		}
+		var month time.Time
+		var ms MonthSummary
+		_, err = pgx.ForEachRow(rows, []any{&month, &ms.Version, &ms.ActiveUsers}, func() error {
+			ms.Month = usage.MonthOf(month)
+			out = append(out, ms)
+			return nil
+		})
+		return err
 	})
 	if err != nil {
 		return nil, translate(fmt.Errorf("months of %s: %w", accountSID, err))

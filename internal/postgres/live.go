@@ -1,0 +1,127 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Reads never fold, so that they never wait behind a fold. A read of an
+// account runs in one repeatable-read snapshot and asks first whether the
+// account has pending events (an index probe). Most reads find none and
+// read the rollup as it is. One that finds some reads the rollup as a fold
+// would leave it: each statement runs behind a prefix (liveRollup) of
+// common table expressions named month_users and users, which shadow the
+// tables for the rest of the statement, so the statements are the same text
+// on both paths and read, in the same snapshot, the tables merged with the
+// account's pending events exactly as foldMonthUsers and foldUsers merge
+// them. A fold commits the rollup rows and the deletion of the events it
+// merged at once, so a snapshot sees every event exactly once: in the
+// rollup or pending.
+//
+// The cost is the account's pending events, grouped once per statement
+// (pending_month_users, pending_users: materialized), and a hash join of
+// them to the rows the statement reads. The shadowing expressions are
+// inlined (NOT MATERIALIZED), so the statement's conditions on month,
+// service and identity still reach the tables' indexes. Inside its own
+// definition a non-recursive common table expression does not see its own
+// name: there month_users and users are the tables.
+//
+// Every statement that runs behind the prefix has the account as $1; the
+// routing test checks each on Citus.
+
+// livePrefix is the prefix of a statement that reads the rollup with the
+// account's pending events merged in.
+var livePrefix = `WITH pending_month_users AS MATERIALIZED (` + pendingMonthUsers + `),
+pending_users AS MATERIALIZED (
+    SELECT service_sid, identity, min(month) AS first_month FROM rollup_pending
+    WHERE account_sid = $1 GROUP BY service_sid, identity),
+month_users AS NOT MATERIALIZED (
+    SELECT m.account_sid, m.month, m.service_sid, m.identity,
+           CASE WHEN (p.first_at, p.first_event_id) < (m.first_at, m.first_event_id)
+                THEN p.first_activity ELSE m.first_activity END AS first_activity,
+           CASE WHEN (p.first_at, p.first_event_id) < (m.first_at, m.first_event_id)
+                THEN p.first_event_id ELSE m.first_event_id END AS first_event_id,
+           least(m.first_at, p.first_at) AS first_at, greatest(m.last_at, p.last_at) AS last_at,
+           m.events + coalesce(p.events, 0) AS events,
+           m.activities | coalesce(p.activities, 0::smallint) AS activities,
+           m.sources | coalesce(p.sources, 0::smallint) AS sources,
+           CASE WHEN p.endpoints IS NULL OR p.endpoints <@ m.endpoints THEN m.endpoints
+                ELSE ARRAY(SELECT DISTINCT e FROM unnest(m.endpoints || p.endpoints) AS e ORDER BY e) END AS endpoints,
+           m.identity_flags, greatest(m.last_received_at, p.last_received_at) AS last_received_at,
+           coalesce(p.lookalike, m.lookalike) AS lookalike, m.reserved
+    FROM month_users m
+    LEFT JOIN pending_month_users p ON p.month = m.month AND p.service_sid = m.service_sid AND p.identity = m.identity
+    WHERE m.account_sid = $1
+    UNION ALL
+    SELECT p.account_sid, p.month, p.service_sid, p.identity, p.first_activity, p.first_event_id,
+           p.first_at, p.last_at, p.events, p.activities, p.sources, p.endpoints,
+           p.identity_flags, p.last_received_at, p.lookalike, p.reserved
+    FROM pending_month_users p
+    WHERE NOT EXISTS (SELECT 1 FROM month_users m WHERE m.account_sid = $1 AND m.month = p.month
+                      AND m.service_sid = p.service_sid AND m.identity = p.identity)),
+users AS NOT MATERIALIZED (
+    SELECT u.account_sid, u.service_sid, u.identity, least(u.first_month, p.first_month) AS first_month
+    FROM users u
+    LEFT JOIN pending_users p ON p.service_sid = u.service_sid AND p.identity = u.identity
+    WHERE u.account_sid = $1
+    UNION ALL
+    SELECT $1, p.service_sid, p.identity, p.first_month
+    FROM pending_users p
+    WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.account_sid = $1
+                      AND u.service_sid = p.service_sid AND u.identity = p.identity))
+`
+
+// liveRollup returns stmt reading the rollup with the account's pending
+// events merged in. stmt must not begin with WITH.
+func liveRollup(stmt string) string { return livePrefix + stmt }
+
+// liveSettings are what a read with pending events runs with, for its
+// transaction alone: the memory to group the pending events in one hash
+// table (see foldSettings), no JIT (compiling the grouping took longer
+// than running it).
+var liveSettings = settingsSQL([][2]string{
+	{"citus.propagate_set_commands", "'local'"},
+	{"work_mem", "'256MB'"}, {"hash_mem_multiplier", "8"}, {"jit", "off"}, {"enable_nestloop", "off"},
+})
+
+// rollupReader is a repeatable-read transaction reading an account's
+// rollup: with live set, every statement reads it with the pending
+// events merged in.
+type rollupReader struct {
+	tx   pgx.Tx
+	live bool
+}
+
+func (r rollupReader) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	if r.live {
+		sql = liveRollup(sql)
+	}
+	return r.tx.Query(ctx, sql, args...)
+}
+
+func (r rollupReader) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	if r.live {
+		sql = liveRollup(sql)
+	}
+	return r.tx.QueryRow(ctx, sql, args...)
+}
+
+// readRollup runs fn in one read-only repeatable-read snapshot of the
+// account's rollup, merged with its pending events if it has any. It
+// never folds, so it never waits for a fold.
+func (s *Store) readRollup(ctx context.Context, accountSID string, fn func(q rollupReader) error) error {
+	return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		r := rollupReader{tx: tx}
+		if err := tx.QueryRow(ctx, foldPending, accountSID).Scan(&r.live); err != nil {
+			return fmt.Errorf("look for pending events: %w", err)
+		}
+		if r.live {
+			if _, err := tx.Exec(ctx, liveSettings); err != nil {
+				return fmt.Errorf("set read settings: %w", err)
+			}
+		}
+		return fn(r)
+	})
+}
