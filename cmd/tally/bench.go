@@ -140,7 +140,7 @@ func (e *env) bench(ctx context.Context, what string, o benchOptions) error {
 	if o.accounts < 1 {
 		return fmt.Errorf("--accounts %d: want 1 or more", o.accounts)
 	}
-	dbURL := e.getenv("DATABASE_URL")
+	dbURL := e.cfg.databaseURL
 	if dbURL != "" && len(names) > 1 {
 		return errors.New("DATABASE_URL names one database: run one engine at a time, or unset it for private clusters")
 	}

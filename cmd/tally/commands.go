@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,20 +19,29 @@ import (
 	"github.com/tallyhq/tally/internal/usage"
 )
 
-// env is what every command reads from its surroundings.
+// env is what every command reads from its surroundings. cfg is read once,
+// when a command starts, before it runs (newRootCommand).
 type env struct {
-	getenv func(string) string
+	cfg    config
 	stdout io.Writer
 	stderr io.Writer
 }
 
 func newRootCommand(getenv func(string) string, stdout, stderr io.Writer) *cobra.Command {
-	e := &env{getenv: getenv, stdout: stdout, stderr: stderr}
+	e := &env{stdout: stdout, stderr: stderr}
 	root := &cobra.Command{
 		Use:           "tally",
 		Short:         "Active-user usage accounting for chat platforms",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+	}
+	// Every command reads its settings here, once: a bad value stops it
+	// before it starts anything. --help runs no hook, so it works whatever
+	// the environment holds.
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		cfg, err := loadConfig(getenv, commandName(cmd))
+		e.cfg = cfg
+		return err
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
@@ -41,42 +49,17 @@ func newRootCommand(getenv func(string) string, stdout, stderr io.Writer) *cobra
 	return root
 }
 
+// commandName is cmd's path below the root: "serve", "keys revoke".
+func commandName(cmd *cobra.Command) string {
+	path := cmd.CommandPath()
+	if cmd.HasParent() {
+		path = strings.TrimPrefix(path, cmd.Root().Name()+" ")
+	}
+	return path
+}
+
 func (e *env) logger() *slog.Logger {
 	return slog.New(slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-}
-
-// databaseURL returns DATABASE_URL or says that it is missing.
-func (e *env) databaseURL() (string, error) {
-	u := e.getenv("DATABASE_URL")
-	if u == "" {
-		return "", errors.New("DATABASE_URL is not set: point it at the PostgreSQL database, e.g. postgres://tally@db:5432/tally")
-	}
-	return u, nil
-}
-
-// masterBox reads TALLY_MASTER_KEY or says what is wrong with it.
-func (e *env) masterBox() (*secrets.Box, error) {
-	v := e.getenv("TALLY_MASTER_KEY")
-	if v == "" {
-		return nil, errors.New("TALLY_MASTER_KEY is not set: it must be 32 random bytes in base64 (e.g. `openssl rand -base64 32`)")
-	}
-	k, err := secrets.ParseMasterKey(v)
-	if err != nil {
-		return nil, fmt.Errorf("TALLY_MASTER_KEY is invalid: %w (want 32 random bytes in base64)", err)
-	}
-	// During a rotation the old key(s) still open stored secrets.
-	var previous [][]byte
-	for _, p := range strings.Split(e.getenv("TALLY_MASTER_KEY_PREVIOUS"), ",") {
-		if strings.TrimSpace(p) == "" {
-			continue
-		}
-		pk, err := secrets.ParseMasterKey(p)
-		if err != nil {
-			return nil, fmt.Errorf("TALLY_MASTER_KEY_PREVIOUS is invalid: %w", err)
-		}
-		previous = append(previous, pk)
-	}
-	return secrets.NewBox(k, previous...)
 }
 
 // openPool connects to url with bounded waits, so a request never hangs on an
@@ -103,11 +86,7 @@ func (e *env) migrateCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "migrate up|down|status", Short: "Apply, roll back or list the embedded migrations",
 		Args: cobra.ExactArgs(1), ValidArgs: []string{"up", "down", "status"}}
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		url, err := e.databaseURL()
-		if err != nil {
-			return err
-		}
-		pool, err := openPool(cmd.Context(), url)
+		pool, err := openPool(cmd.Context(), e.cfg.databaseURL)
 		if err != nil {
 			return err
 		}
@@ -141,19 +120,11 @@ func (e *env) migrateCommand() *cobra.Command {
 
 // adminDeps opens what the account and key commands need.
 func (e *env) adminDeps(ctx context.Context) (*postgres.Store, *secrets.Box, func(), error) {
-	url, err := e.databaseURL()
+	pool, err := openPool(ctx, e.cfg.databaseURL)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	box, err := e.masterBox()
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	pool, err := openPool(ctx, url)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	return postgres.New(pool, nil), box, pool.Close, nil
+	return postgres.New(pool, nil), e.cfg.box, pool.Close, nil
 }
 
 func (e *env) accountsCommand() *cobra.Command {
@@ -223,11 +194,7 @@ func (e *env) keysCommand() *cobra.Command {
 			if !usage.IsKeySID(sid) {
 				return fmt.Errorf("%q is not an API key SID (SK followed by 32 hex digits)", sid)
 			}
-			url, err := e.databaseURL()
-			if err != nil {
-				return err
-			}
-			pool, err := openPool(cmd.Context(), url)
+			pool, err := openPool(cmd.Context(), e.cfg.databaseURL)
 			if err != nil {
 				return err
 			}

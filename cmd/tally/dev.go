@@ -77,7 +77,7 @@ func (e *env) dev(ctx context.Context, addr, dataDir string, workers int) error 
 		return fmt.Errorf("create data dir: %w", err)
 	}
 
-	dbURL := e.getenv("DATABASE_URL")
+	dbURL := e.cfg.databaseURL
 	switch {
 	case dbURL != "" && workers > 0:
 		return errors.New("--workers starts a private Citus cluster: unset DATABASE_URL, or leave out --workers to use that database")
@@ -132,16 +132,9 @@ func (e *env) dev(ctx context.Context, addr, dataDir string, workers int) error 
 		return err
 	}
 	e.banner(creds, credsPath)
-	// Webhooks may go to the developer's own machine, unless the
-	// environment says TALLY_WEBHOOK_ALLOW_PRIVATE=0.
-	dev := *e
-	dev.getenv = func(k string) string {
-		if v := e.getenv(k); v != "" || k != "TALLY_WEBHOOK_ALLOW_PRIVATE" {
-			return v
-		}
-		return "1"
-	}
-	return dev.serveAPI(ctx, ln, pool, box, log)
+	// Webhooks may go to the developer's own machine: dev's default of
+	// TALLY_WEBHOOK_ALLOW_PRIVATE is 1 (settings).
+	return e.serveAPI(ctx, ln, pool, box, log)
 }
 
 // privateDatabase starts (or creates) the private cluster in dir and makes

@@ -353,6 +353,21 @@ func TestDevEndToEnd(t *testing.T) {
 	if st, body := postEvent(t, rotated, rotated.Account, "evt-rotated"); st != 200 {
 		t.Fatalf("after rotation, the demo key on a new-key-only server: %d %s", st, body)
 	}
+	// tally serve, unlike tally dev, refuses a private webhook address by
+	// default (TALLY_WEBHOOK_ALLOW_PRIVATE).
+	alertReq, _ = http.NewRequest("POST", rotated.BaseURL+"/v1/accounts/"+rotated.Account.AccountSID+"/alerts",
+		strings.NewReader(`{"friendly_name":"users","metric":"active_users","threshold":1000000,"webhook_url":"http://127.0.0.1:9/hook"}`))
+	alertReq.SetBasicAuth(rotated.Account.APIKeySID, rotated.Account.APIKeySecret)
+	alertReq.Header.Set("Content-Type", "application/json")
+	alertResp, err = http.DefaultClient.Do(alertReq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alertBody, _ = io.ReadAll(alertResp.Body)
+	alertResp.Body.Close()
+	if alertResp.StatusCode != 422 {
+		t.Fatalf("serve: an alert to a private address: %d %s, want 422", alertResp.StatusCode, alertBody)
+	}
 	serve.Process.Signal(syscall.SIGTERM)
 	if err := serve.Wait(); err != nil {
 		t.Fatalf("serve exit after SIGTERM: %v", err)

@@ -64,13 +64,14 @@ func (e *env) importTarget(dataDir, account string) (importTarget, error) {
 	if account != "" && !usage.IsAccountSID(account) {
 		return importTarget{}, fmt.Errorf("--account %q is not an account SID (AC followed by 32 hex digits)", account)
 	}
-	vars := []string{"TALLY_BASE_URL", "TALLY_KEY_SID", "TALLY_KEY_SECRET"}
+	vars := []struct{ name, value string }{
+		{"TALLY_BASE_URL", e.cfg.baseURL}, {"TALLY_KEY_SID", e.cfg.keySID}, {"TALLY_KEY_SECRET", e.cfg.keySecret}}
 	var set, missing []string
 	for _, v := range vars {
-		if e.getenv(v) != "" {
-			set = append(set, v)
+		if v.value != "" {
+			set = append(set, v.name)
 		} else {
-			missing = append(missing, v)
+			missing = append(missing, v.name)
 		}
 	}
 	if len(set) > 0 {
@@ -79,7 +80,7 @@ func (e *env) importTarget(dataDir, account string) (importTarget, error) {
 				strings.Join(set, ", "), strings.Join(missing, ", "), filepath.Join(dataDir, "credentials.json"))
 		}
 		// Without --account, the client asks the server whose key it is.
-		return importTarget{e.getenv("TALLY_BASE_URL"), e.getenv("TALLY_KEY_SID"), e.getenv("TALLY_KEY_SECRET"), account}, nil
+		return importTarget{e.cfg.baseURL, e.cfg.keySID, e.cfg.keySecret, account}, nil
 	}
 	path := filepath.Join(dataDir, "credentials.json")
 	b, err := os.ReadFile(path)

@@ -17,23 +17,6 @@ import (
 	"github.com/tallyhq/tally/reports"
 )
 
-// finalizeAfter reads TALLY_FINALIZE_AFTER (a Go duration, default 72h).
-func (e *env) finalizeAfter() (time.Duration, error) {
-	return e.duration("TALLY_FINALIZE_AFTER", billing.DefaultFinalizeAfter)
-}
-
-func (e *env) duration(name string, def time.Duration) (time.Duration, error) {
-	v := e.getenv(name)
-	if v == "" {
-		return def, nil
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d <= 0 {
-		return 0, fmt.Errorf("%s=%q is not a positive duration such as 72h or 10m", name, v)
-	}
-	return d, nil
-}
-
 func (e *env) reportCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "report", Short: "The monthly report job"}
 	var month string
@@ -49,16 +32,8 @@ func (e *env) reportCommand() *cobra.Command {
 					return fmt.Errorf("--account %q is not an account SID", a)
 				}
 			}
-			grace, err := e.finalizeAfter()
-			if err != nil {
-				return err
-			}
-			url, err := e.databaseURL()
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			pool, err := openPool(ctx, url)
+			pool, err := openPool(ctx, e.cfg.databaseURL)
 			if err != nil {
 				return err
 			}
@@ -77,7 +52,7 @@ func (e *env) reportCommand() *cobra.Command {
 					accounts = append(accounts, a.SID)
 				}
 			}
-			job := &billing.Job{Store: store, Now: time.Now, FinalizeAfter: grace}
+			job := &billing.Job{Store: store, Now: time.Now, FinalizeAfter: e.cfg.finalizeAfter}
 			progress := newProgress(e.stdout, len(accounts))
 			w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 			var rows []string

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -33,21 +32,10 @@ func (e *env) serveCommand() *cobra.Command {
 	var migrate bool
 	cmd := &cobra.Command{Use: "serve", Short: "Serve the API (production): needs DATABASE_URL and TALLY_MASTER_KEY", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			url, err := e.databaseURL()
-			if err != nil {
-				return err
-			}
-			box, err := e.masterBox()
-			if err != nil {
-				return err
-			}
-			addr := e.getenv("TALLY_ADDR")
-			if addr == "" {
-				addr = ":8080"
-			}
+			addr := e.cfg.addr
 			ctx := cmd.Context()
 			log := e.logger()
-			pool, err := openPool(ctx, url)
+			pool, err := openPool(ctx, e.cfg.databaseURL)
 			if err != nil {
 				return err
 			}
@@ -62,59 +50,23 @@ func (e *env) serveCommand() *cobra.Command {
 				return fmt.Errorf("listen on %s: %w", addr, err)
 			}
 			log.Info("serving", "addr", ln.Addr().String())
-			return e.serveAPI(ctx, ln, pool, box, log)
+			return e.serveAPI(ctx, ln, pool, e.cfg.box, log)
 		}}
 	cmd.Flags().BoolVar(&migrate, "migrate", false, "apply pending migrations before serving")
 	return cmd
 }
 
-// limit reads a per-key rate (requests per second) from name; the burst is
-// twice the rate.
-func (e *env) limit(name string, def httpapi.Limit) (httpapi.Limit, error) {
-	v := e.getenv(name)
-	if v == "" {
-		return def, nil
-	}
-	r, err := strconv.ParseFloat(v, 64)
-	if err != nil || r <= 0 {
-		return httpapi.Limit{}, fmt.Errorf("%s=%q is not a positive number of requests per second", name, v)
-	}
-	return httpapi.Limit{Rate: r, Burst: max(1, int(2*r))}, nil
-}
-
 // serveAPI serves the API on ln until ctx ends, then stops accepting and
 // lets requests in flight finish for up to shutdownGrace.
 func (e *env) serveAPI(ctx context.Context, ln net.Listener, pool *pgxpool.Pool, box *secrets.Box, log *slog.Logger) error {
-	grace, err := e.finalizeAfter()
-	if err != nil {
-		return err
-	}
-	every, err := e.duration("TALLY_REPORT_INTERVAL", 10*time.Minute)
-	if err != nil {
-		return err
-	}
-	foldEvery, err := e.duration("TALLY_FOLD_INTERVAL", time.Second)
-	if err != nil {
-		return err
-	}
-	ingestLimit, err := e.limit("TALLY_INGEST_RATE", httpapi.DefaultIngestLimit)
-	if err != nil {
-		return err
-	}
-	tokenLimit, err := e.limit("TALLY_TOKEN_RATE", httpapi.DefaultTokenLimit)
-	if err != nil {
-		return err
-	}
-	alertsCfg, runAlerts, err := e.alerts(pool, box, log)
-	if err != nil {
-		return err
-	}
+	cfg := e.cfg
+	alertsCfg, runAlerts := e.alerts(pool, box, log)
 	store := postgres.New(pool, time.Now)
-	job := &billing.Job{Store: store, Now: time.Now, FinalizeAfter: grace, Log: log}
+	job := &billing.Job{Store: store, Now: time.Now, FinalizeAfter: cfg.finalizeAfter, Log: log}
 	var migrated atomic.Bool
 	handler := httpapi.New(httpapi.Config{
 		Store: store, Box: box, Logger: log, Now: time.Now, Job: job,
-		IngestLimit: ingestLimit, TokenLimit: tokenLimit, Alerts: alertsCfg,
+		IngestLimit: cfg.ingestLimit, TokenLimit: cfg.tokenLimit, Alerts: alertsCfg,
 		Ready: func(r *http.Request) error {
 			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 			defer cancel()
@@ -153,19 +105,19 @@ func (e *env) serveAPI(ctx context.Context, ln net.Listener, pool *pgxpool.Pool,
 	// The scheduler shares the handler's job, so its runs show in /metrics.
 	jobCtx, stopJob := context.WithCancel(ctx)
 	jobDone := make(chan struct{})
-	go func() { job.Schedule(jobCtx, every); close(jobDone) }()
+	go func() { job.Schedule(jobCtx, cfg.reportInterval); close(jobDone) }()
 	defer func() { stopJob(); <-jobDone }()
 	// Bodies append to rollup_pending; folding it in the background keeps
 	// what a read must fold first small.
 	foldDone := make(chan struct{})
-	go func() { store.FoldInBackground(jobCtx, foldEvery, 2, log); close(foldDone) }()
+	go func() { store.FoldInBackground(jobCtx, cfg.foldInterval, 2, log); close(foldDone) }()
 	defer func() { stopJob(); <-foldDone }()
 	// Usage alerts: evaluation and the webhook outbox's delivery (§14).
 	alertsDone := make(chan struct{})
 	go func() { runAlerts(jobCtx); close(alertsDone) }()
 	defer func() { stopJob(); <-alertsDone }()
 
-	if addr := e.getenv("TALLY_PPROF_ADDR"); addr != "" {
+	if addr := cfg.pprofAddr; addr != "" {
 		// Profiles on a separate, operator-only listener (keep it on loopback).
 		mux := http.NewServeMux()
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -193,24 +145,11 @@ func (e *env) serveAPI(ctx context.Context, ln net.Listener, pool *pgxpool.Pool,
 	return nil
 }
 
-// alerts reads the alerts' settings: TALLY_WEBHOOK_ALLOW_PRIVATE (1 lets
-// webhooks go to http and to private, loopback and link-local addresses;
-// for development) and TALLY_ALERT_INTERVAL (10s, how often thresholds are
-// compared with the month's figures). run evaluates and delivers until its
-// context ends.
-func (e *env) alerts(pool *pgxpool.Pool, box *secrets.Box, log *slog.Logger) (httpapi.AlertsConfig, func(context.Context), error) {
-	var allow bool
-	switch v := e.getenv("TALLY_WEBHOOK_ALLOW_PRIVATE"); v {
-	case "", "0", "false":
-	case "1", "true":
-		allow = true
-	default:
-		return httpapi.AlertsConfig{}, nil, fmt.Errorf("TALLY_WEBHOOK_ALLOW_PRIVATE=%q: want 1 or 0", v)
-	}
-	every, err := e.duration("TALLY_ALERT_INTERVAL", alerts.DefaultEvaluateEvery)
-	if err != nil {
-		return httpapi.AlertsConfig{}, nil, err
-	}
+// alerts builds usage alerts from the settings TALLY_WEBHOOK_ALLOW_PRIVATE
+// and TALLY_ALERT_INTERVAL. run evaluates and delivers until its context
+// ends.
+func (e *env) alerts(pool *pgxpool.Pool, box *secrets.Box, log *slog.Logger) (httpapi.AlertsConfig, func(context.Context)) {
+	allow, every := e.cfg.webhookAllowPrivate, e.cfg.alertInterval
 	store := postgres.New(pool, time.Now)
 	metrics := alerts.NewMetrics(store)
 	if allow {
@@ -224,5 +163,5 @@ func (e *env) alerts(pool *pgxpool.Pool, box *secrets.Box, log *slog.Logger) (ht
 		worker.Run(ctx, alerts.DefaultPoll)
 		<-done
 	}
-	return httpapi.AlertsConfig{AllowPrivate: allow, Metrics: metrics}, run, nil
+	return httpapi.AlertsConfig{AllowPrivate: allow, Metrics: metrics}, run
 }
