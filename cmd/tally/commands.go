@@ -46,6 +46,7 @@ func newRootCommand(getenv func(string) string, stdout, stderr io.Writer) *cobra
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(e.devCommand(), e.serveCommand(), e.migrateCommand(), e.accountsCommand(), e.keysCommand(), e.healthcheckCommand(), e.reportCommand(), e.benchCommand(), e.importCommand())
+	addEnvHelp(root)
 	return root
 }
 

@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -322,5 +324,63 @@ func TestConfigBeforeStart(t *testing.T) {
 	}
 	if out.Len() != 0 {
 		t.Errorf("output before refusing: %s", out.String())
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite the README's configuration table from the settings")
+
+const (
+	tableStart = "<!-- generated from cmd/tally/config.go: go test ./cmd/tally -run TestConfigDocs -update -->\n"
+	tableEnd   = "<!-- end of the generated table -->\n"
+)
+
+// TestConfigDocs: the README's table and tally serve --help say what the
+// code reads, defaults included.
+func TestConfigDocs(t *testing.T) {
+	path := filepath.Join("..", "..", "README.md")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	start, end := strings.Index(readme, tableStart), strings.Index(readme, tableEnd)
+	if start < 0 || end < start {
+		t.Fatalf("README.md lacks the markers of the configuration table:\n%s%s", tableStart, tableEnd)
+	}
+	if got, want := readme[start+len(tableStart):end], configTable(); got != want {
+		if !*update {
+			t.Fatalf("README.md's configuration table is not the settings' (go test ./cmd/tally -run TestConfigDocs -update):\ngot:\n%s\nwant:\n%s", got, want)
+		}
+		readme = readme[:start+len(tableStart)] + want + readme[end:]
+		if err := os.WriteFile(path, []byte(readme), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out bytes.Buffer
+	if err := run(t.Context(), []string{"serve", "--help"}, func(string) string { return "" }, &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	help := out.String()
+	for _, s := range settings {
+		line := regexp.MustCompile(`(?m)^  ` + s.name + ` +(.*)$`).FindStringSubmatch(help)
+		switch {
+		case !s.readBy("serve"):
+			if line != nil {
+				t.Errorf("serve --help lists %s, which serve does not read", s.name)
+			}
+		case line == nil:
+			t.Errorf("serve --help lacks %s:\n%s", s.name, help)
+		case s.requiredBy("serve") && line[1] != "required":
+			t.Errorf("serve --help: %s %s, want required", s.name, line[1])
+		case s.def != "" && line[1] != "default "+s.def:
+			t.Errorf("serve --help: %s %s, want default %s", s.name, line[1], s.def)
+		}
+	}
+	out.Reset()
+	if err := run(t.Context(), []string{"dev", "--help"}, func(string) string { return "" }, &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "  TALLY_WEBHOOK_ALLOW_PRIVATE  default 1\n") {
+		t.Errorf("dev --help does not give dev's default of TALLY_WEBHOOK_ALLOW_PRIVATE:\n%s", out.String())
 	}
 }
