@@ -42,12 +42,17 @@ type keyCache struct {
 	dummy []byte // a sealed stand-in secret, opened when a key is not found
 
 	mu      sync.RWMutex
-	entries map[string]keyEntry
-	missing map[string]keyEntry // key SIDs the database does not hold
+	entries map[string]cachedKey
+	missing map[string]cachedKey // key SIDs the database does not hold
 	group   singleflight.Group
 }
 
-type keyEntry struct {
+// cachedKey is the cache's entry for one key SID: the key as loaded
+// (postgres.SealedKey) with its secret opened, or a stand-in for a SID the
+// database does not hold, and when it was loaded. Basic auth compares
+// against secretHash; token minting and verification sign with secret
+// (lookupKey turns it into a token.SigningKey).
+type cachedKey struct {
 	principal  usage.Principal
 	revoked    bool
 	unknown    bool              // no such key: secretHash is a stand-in nothing matches
@@ -62,7 +67,7 @@ type keyEntry struct {
 // on the service's injectable clock: the ttl is about real elapsed time.
 func newKeyCache(store *postgres.Store, box *secrets.Box, ttl time.Duration) *keyCache {
 	c := &keyCache{store: store, box: box, now: time.Now, ttl: ttl,
-		entries: make(map[string]keyEntry), missing: make(map[string]keyEntry)}
+		entries: make(map[string]cachedKey), missing: make(map[string]cachedKey)}
 	if box != nil { // nil only in tests that never authenticate
 		c.dummy = box.Seal(usage.NewSecret(), dummyContext)
 	}
@@ -96,17 +101,17 @@ func (c *keyCache) Authenticate(ctx context.Context, keySID, secret string) (usa
 
 // entry returns the cached state of a key, loading it when absent or older
 // than the ttl; an unknown key is an error of kind usage.ErrUnauthorized.
-func (c *keyCache) entry(ctx context.Context, keySID string) (keyEntry, error) {
+func (c *keyCache) entry(ctx context.Context, keySID string) (cachedKey, error) {
 	e, err := c.lookup(ctx, keySID)
 	if err == nil && e.unknown {
-		return keyEntry{}, fmt.Errorf("key %s: %w", keySID, usage.ErrUnauthorized)
+		return cachedKey{}, fmt.Errorf("key %s: %w", keySID, usage.ErrUnauthorized)
 	}
 	return e, err
 }
 
 // lookup returns the cached state of a key, known or not, loading it when
 // absent or older than the ttl.
-func (c *keyCache) lookup(ctx context.Context, keySID string) (keyEntry, error) {
+func (c *keyCache) lookup(ctx context.Context, keySID string) (cachedKey, error) {
 	now := c.now()
 	c.mu.RLock()
 	e, ok := c.entries[keySID]
@@ -124,13 +129,13 @@ func (c *keyCache) lookup(ctx context.Context, keySID string) (keyEntry, error) 
 			return c.rememberMissing(keySID), nil
 		}
 		if err != nil {
-			return keyEntry{}, err
+			return cachedKey{}, err
 		}
 		secret, err := c.box.Open(rec.Sealed, keySID)
 		if err != nil {
-			return keyEntry{}, fmt.Errorf("key %s: %w", keySID, err)
+			return cachedKey{}, fmt.Errorf("key %s: %w", keySID, err)
 		}
-		e := keyEntry{principal: rec.Principal, revoked: rec.Revoked,
+		e := cachedKey{principal: rec.Principal, revoked: rec.Revoked,
 			secretHash: sha256.Sum256([]byte(secret)), secret: []byte(secret), loadedAt: c.now()}
 		c.mu.Lock()
 		c.entries[keySID] = e
@@ -139,19 +144,19 @@ func (c *keyCache) lookup(ctx context.Context, keySID string) (keyEntry, error) 
 		return e, nil
 	})
 	if err != nil {
-		return keyEntry{}, err
+		return cachedKey{}, err
 	}
-	return v.(keyEntry), nil
+	return v.(cachedKey), nil
 }
 
 // rememberMissing caches that a key SID is unknown, after opening the
 // stand-in secret as a found key's secret is opened.
-func (c *keyCache) rememberMissing(keySID string) keyEntry {
+func (c *keyCache) rememberMissing(keySID string) cachedKey {
 	var secret string
 	if c.box != nil {
 		secret, _ = c.box.Open(c.dummy, dummyContext)
 	}
-	e := keyEntry{unknown: true, secretHash: sha256.Sum256([]byte(secret + keySID)), loadedAt: c.now()}
+	e := cachedKey{unknown: true, secretHash: sha256.Sum256([]byte(secret + keySID)), loadedAt: c.now()}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.entries, keySID)

@@ -97,18 +97,18 @@ func parseTTL(raw json.RawMessage) (time.Duration, error) {
 
 // lookupKey finds a token's key for verification, through the same cache
 // as authentication, so a revoked key stops verifying within the key TTL.
-func (s *Server) lookupKey(ctx context.Context, keySID string) (token.Key, error) {
+func (s *Server) lookupKey(ctx context.Context, keySID string) (token.SigningKey, error) {
 	if !usage.IsKeySID(keySID) {
-		return token.Key{}, token.ErrUnknownKey
+		return token.SigningKey{}, token.ErrUnknownKey
 	}
 	e, err := s.keys.entry(ctx, keySID)
 	if errors.Is(err, usage.ErrUnauthorized) {
-		return token.Key{}, token.ErrUnknownKey
+		return token.SigningKey{}, token.ErrUnknownKey
 	}
 	if err != nil {
-		return token.Key{}, err
+		return token.SigningKey{}, err
 	}
-	return token.Key{AccountSID: e.principal.AccountSID, Secret: e.secret, Revoked: e.revoked}, nil
+	return token.SigningKey{AccountSID: e.principal.AccountSID, Secret: e.secret, Revoked: e.revoked}, nil
 }
 
 func (s *Server) verifyToken(c echo.Context) error {

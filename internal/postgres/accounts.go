@@ -85,23 +85,26 @@ func (s *Store) RevokeKey(ctx context.Context, accountSID, keySID string) error 
 	return nil
 }
 
-// KeyRecord is what authentication needs of a key: who it acts as, whether
-// it is revoked, and its sealed secret.
-type KeyRecord struct {
+// SealedKey is a stored API key as authentication loads it: who the key
+// acts as once its secret is checked, whether it is revoked, and its secret
+// as stored, sealed (only the caller holds the master key that opens it).
+// It is usage.Key's counterpart for checking a credential, where usage.Key
+// is for listing keys and never carries a secret.
+type SealedKey struct {
 	Principal usage.Principal
 	Revoked   bool
 	Sealed    []byte
 }
 
 // KeyForAuth loads a key by SID alone, as the Basic auth user names it.
-func (s *Store) KeyForAuth(ctx context.Context, keySID string) (KeyRecord, error) {
-	var r KeyRecord
+func (s *Store) KeyForAuth(ctx context.Context, keySID string) (SealedKey, error) {
+	var r SealedKey
 	err := s.pool.QueryRow(ctx,
 		`SELECT k.key_sid, k.account_sid, k.role, a.platform, k.revoked_at IS NOT NULL, k.secret_sealed
 		 FROM api_keys k JOIN accounts a USING (account_sid) WHERE k.key_sid = $1`, keySID).
 		Scan(&r.Principal.KeySID, &r.Principal.AccountSID, &r.Principal.Role, &r.Principal.Platform, &r.Revoked, &r.Sealed)
 	if err != nil {
-		return KeyRecord{}, translate(fmt.Errorf("key %s: %w", keySID, err))
+		return SealedKey{}, translate(fmt.Errorf("key %s: %w", keySID, err))
 	}
 	return r, nil
 }

@@ -33,20 +33,20 @@ var (
 	now     = time.Date(2026, 10, 5, 12, 0, 0, 0, time.UTC)
 )
 
-func lookup(_ context.Context, sid string) (Key, error) {
+func lookup(_ context.Context, sid string) (SigningKey, error) {
 	switch sid {
 	case keySID:
-		return Key{AccountSID: account, Secret: secret}, nil
+		return SigningKey{AccountSID: account, Secret: secret}, nil
 	case key2SID:
-		return Key{AccountSID: account, Secret: secret2}, nil
+		return SigningKey{AccountSID: account, Secret: secret2}, nil
 	case revSID:
-		return Key{AccountSID: account, Secret: secret, Revoked: true}, nil
+		return SigningKey{AccountSID: account, Secret: secret, Revoked: true}, nil
 	case foreign:
-		return Key{AccountSID: other, Secret: secret2}, nil
+		return SigningKey{AccountSID: other, Secret: secret2}, nil
 	case emptySID:
-		return Key{AccountSID: account}, nil
+		return SigningKey{AccountSID: account}, nil
 	}
-	return Key{}, ErrUnknownKey
+	return SigningKey{}, ErrUnknownKey
 }
 
 // segments decodes a token's header and claims by hand (base64url JSON),

@@ -58,8 +58,11 @@ func invalid(r Reason, format string, args ...any) error {
 // down (a failure).
 var ErrUnknownKey = errors.New("unknown key")
 
-// Key is what Verify needs to know of the key named by a token's iss.
-type Key struct {
+// SigningKey is the API key named by a token's iss, as Verify needs it: its
+// account, its secret in clear (the HMAC key a token is signed with) and
+// whether it is revoked. The caller looks it up (Verify's lookup), so that
+// this package knows nothing of where keys are stored or cached.
+type SigningKey struct {
 	AccountSID string
 	Secret     []byte
 	Revoked    bool
@@ -148,14 +151,14 @@ var hmacAlgs = []string{"HS256", "HS384", "HS512"}
 //  11. grants.identity present and valid by §1 (missing_identity: a token
 //     whose identity breaks §1 names no user that can be counted, and it
 //     parsed, so it is not malformed).
-func Verify(ctx context.Context, tok, accountSID string, now time.Time, lookup func(ctx context.Context, keySID string) (Key, error)) (Claims, error) {
+func Verify(ctx context.Context, tok, accountSID string, now time.Time, lookup func(ctx context.Context, keySID string) (SigningKey, error)) (Claims, error) {
 	if err := checkAlphabet(tok); err != nil {
 		return Claims{}, err
 	}
 	p := jwt.NewParser(jwt.WithValidMethods(hmacAlgs), jwt.WithStrictDecoding(), jwt.WithoutClaimsValidation())
 	var (
 		c      claims
-		key    Key
+		key    SigningKey
 		keyRan bool // the header and claims parsed and alg is HMAC
 	)
 	t, err := p.ParseWithClaims(tok, &c, func(t *jwt.Token) (any, error) {
@@ -246,7 +249,7 @@ func checkAlphabet(tok string) error {
 
 // badSignature refuses a token whose signature does not hold: unknown_key
 // when the key belongs to another account, which this one must not learn.
-func badSignature(iss string, key Key, accountSID string) error {
+func badSignature(iss string, key SigningKey, accountSID string) error {
 	if key.AccountSID != accountSID {
 		return invalid(UnknownKey, "no API key %s", iss)
 	}

@@ -277,21 +277,21 @@ func TestVerifyLookup(t *testing.T) {
 	tests := []struct {
 		name    string
 		path    string
-		lookup  func(context.Context, string) (Key, error)
+		lookup  func(context.Context, string) (SigningKey, error)
 		want    Reason
 		wantErr error // for a failure that is not a refusal
 	}{
 		{"on its own path", account, lookup, "", nil},
 		{"on another account's path", other, lookup, WrongAccount, nil},
-		{"lookup wraps ErrUnknownKey", account, func(context.Context, string) (Key, error) {
-			return Key{}, fmt.Errorf("find key: %w", ErrUnknownKey)
+		{"lookup wraps ErrUnknownKey", account, func(context.Context, string) (SigningKey, error) {
+			return SigningKey{}, fmt.Errorf("find key: %w", ErrUnknownKey)
 		}, UnknownKey, nil},
-		{"lookup fails", account, func(context.Context, string) (Key, error) { return Key{}, down }, "error", down},
-		{"lookup sees the token's iss", account, func(_ context.Context, sid string) (Key, error) {
+		{"lookup fails", account, func(context.Context, string) (SigningKey, error) { return SigningKey{}, down }, "error", down},
+		{"lookup sees the token's iss", account, func(_ context.Context, sid string) (SigningKey, error) {
 			if sid != keySID {
-				return Key{}, fmt.Errorf("looked up %q, want %q", sid, keySID)
+				return SigningKey{}, fmt.Errorf("looked up %q, want %q", sid, keySID)
 			}
-			return Key{AccountSID: account, Secret: secret}, nil
+			return SigningKey{AccountSID: account, Secret: secret}, nil
 		}, "", nil},
 	}
 	for _, tt := range tests {

@@ -29,7 +29,10 @@ type Account struct {
 	CreatedAt time.Time
 }
 
-// Key is an API key, without its secret.
+// Key is an API key of an account as its admins list it: SID, role, name
+// and lifecycle. It never carries the secret, which is shown once, when the
+// key is created, and is stored only sealed; what checks a credential or a
+// token signature loads the key with its secret, as a type of its own.
 type Key struct {
 	SID          string
 	AccountSID   string
