@@ -114,7 +114,7 @@ func (s *Store) KeyForAuth(ctx context.Context, keySID string) (SealedKey, error
 // it rewrapped.
 func (s *Store) RewrapSecrets(ctx context.Context, rewrap func(keySID string, sealed []byte) ([]byte, error)) (int, error) {
 	n := 0
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
 		rows, _ := tx.Query(ctx, `SELECT key_sid, secret_sealed FROM api_keys ORDER BY key_sid FOR UPDATE`)
 		type row struct {
 			SID    string
@@ -137,7 +137,7 @@ func (s *Store) RewrapSecrets(ctx context.Context, rewrap func(keySID string, se
 		return nil
 	})
 	if err != nil {
-		return 0, translate(err)
+		return 0, translate(fmt.Errorf("rewrap secrets: %w", err))
 	}
 	return n, nil
 }

@@ -19,7 +19,7 @@ import (
 // on the way, so the table holds only live ones.
 func (s *Store) CreateSession(ctx context.Context, tokenHash []byte, keySID string, expiresAt time.Time) error {
 	now := s.now().UTC()
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `DELETE FROM console_sessions WHERE expires_at <= $1`, now); err != nil {
 			return fmt.Errorf("drop expired sessions: %w", err)
 		}
@@ -28,7 +28,7 @@ func (s *Store) CreateSession(ctx context.Context, tokenHash []byte, keySID stri
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("create console session for %s: %w", keySID, err)
+		return translate(fmt.Errorf("create console session for %s: %w", keySID, err))
 	}
 	return nil
 }

@@ -143,7 +143,7 @@ func (s *Store) recordEvents(ctx context.Context, accountSID string, src usage.E
 		rows.seen = make(map[string]struct{}, len(list.Events))
 		cols := rows.arrays(len(list.Events))
 		var res usage.IngestResult
-		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
 			var err error
 			res, err = s.merge(ctx, tx, accountSID, sortedMonths(rows.months), int64(len(rows.seen)), rows.repeats,
 				insertArrayEvents, cols, func(fresh []string, all bool) (string, []any) {
@@ -163,7 +163,7 @@ func (s *Store) recordEvents(ctx context.Context, accountSID string, src usage.E
 	}
 	defer conn.Release()
 	var res usage.IngestResult
-	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+	err = pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{}, func(tx pgx.Tx) error {
 		n, err := tx.CopyFrom(ctx, pgx.Identifier{"ingest_staging"}, stagingColumns, rows)
 		if err != nil {
 			if rows.srcErr != nil { // the body, not the database, failed
@@ -192,6 +192,10 @@ func (s *Store) recordEvents(ctx context.Context, accountSID string, src usage.E
 // then appends the new ones to rollup_pending (the statement and arguments
 // that pending gives for them; all says every event of the body is new)
 // and flags the revisions they call for.
+//
+// The first three statements go in one pipeline, one round trip, inside tx
+// (docs/design.md, "Transactions"): its results are read and closed before
+// the next statement, and the commit is the caller's.
 func (s *Store) merge(ctx context.Context, tx pgx.Tx, accountSID string, months []usage.Month, n, repeats int64,
 	insert string, input []any, pending func(fresh []string, all bool) (string, []any)) (usage.IngestResult, error) {
 	starts := make([]time.Time, len(months))

@@ -2,6 +2,14 @@
 // for what the service does (RecordEvents, RevokeKey), own their
 // transactions, and translate driver errors into usage error kinds at this
 // boundary.
+//
+// A transaction is always pgx.BeginTxFunc(ctx, pool or connection,
+// pgx.TxOptions{...}, fn), called by the exported method that owns it, with
+// its isolation level and access mode written out (pgx.TxOptions{} is read
+// committed, read-write); unexported helpers take the pgx.Tx. A pipeline
+// (pgx.Batch) is only ever sent on that tx, never on the pool, where it
+// would run as an implicit transaction committed by its Close. The rule and
+// its reasons are in docs/design.md, "Transactions".
 package postgres
 
 import (
@@ -57,7 +65,13 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// inTx runs fn in one transaction, committing when fn returns nil.
+// inTx runs fn in one read-committed transaction, committing when fn
+// returns nil, and translates the error.
+//
+// Deprecated: a transaction is pgx.BeginTxFunc with its options written
+// out, in the exported method that owns it (docs/design.md,
+// "Transactions"). inTx stays until its last callers, in alerts.go and
+// reports.go, are converted; then it goes.
 func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
 	return translate(pgx.BeginFunc(ctx, s.pool, fn))
 }
