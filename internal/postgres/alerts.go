@@ -79,13 +79,45 @@ func collectAlerts(rows pgx.Rows, err error) ([]Alert, error) {
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Alert, error) { return scanAlert(r) })
 }
 
+// MaxAlertsPerAccount is the most alerts one account may have. Each alert
+// is looked at by every evaluation of its account and may queue a webhook a
+// month; a cap keeps one account (or a runaway script of its admin) from
+// making evaluation and the outbox slow for all.
+const MaxAlertsPerAccount = 100
+
+// ErrTooManyAlerts is CreateAlert's answer when the account already has
+// MaxAlertsPerAccount alerts. It is an invalid request (usage.ErrInvalid).
+var ErrTooManyAlerts = fmt.Errorf("the account already has %d alerts, the most it may have: %w", MaxAlertsPerAccount, usage.ErrInvalid)
+
 // CreateAlert stores a new alert, its signing secret already sealed by the
-// caller. a.CreatedAt is set by the store's clock.
+// caller, unless the account already has MaxAlertsPerAccount alerts
+// (ErrTooManyAlerts). a.CreatedAt is set by the store's clock.
 func (s *Store) CreateAlert(ctx context.Context, a Alert, sealed []byte) (Alert, error) {
 	a.CreatedAt = s.now().UTC()
-	_, err := s.pool.Exec(ctx, `INSERT INTO alerts (account_sid, alert_sid, friendly_name, metric, threshold, webhook_url, secret_sealed, created_at)
-		VALUES ($1, $2, $3, $4, $5::numeric, $6, $7, $8)`,
-		a.AccountSID, a.SID, a.FriendlyName, a.Metric, asGiven(a.Threshold), a.WebhookURL, sealed, a.CreatedAt)
+	// Read committed, not repeatable read: the count must be taken after
+	// the lock is granted, on a snapshot of its own.
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		// Creates of one account queue on its row, so the count below sees
+		// every alert committed before this insert commits: two creates at
+		// once cannot both pass the cap. A row lock, not an advisory lock,
+		// because on Citus every node sees it. NO KEY UPDATE does not block
+		// the foreign-key checks (KEY SHARE) of the account's other writes.
+		var one int
+		if err := tx.QueryRow(ctx, `SELECT 1 FROM accounts WHERE account_sid = $1 FOR NO KEY UPDATE`, a.AccountSID).Scan(&one); err != nil {
+			return fmt.Errorf("lock account: %w", err)
+		}
+		var n int
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM alerts WHERE account_sid = $1`, a.AccountSID).Scan(&n); err != nil {
+			return fmt.Errorf("count alerts: %w", err)
+		}
+		if n >= MaxAlertsPerAccount {
+			return ErrTooManyAlerts
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO alerts (account_sid, alert_sid, friendly_name, metric, threshold, webhook_url, secret_sealed, created_at)
+			VALUES ($1, $2, $3, $4, $5::numeric, $6, $7, $8)`,
+			a.AccountSID, a.SID, a.FriendlyName, a.Metric, asGiven(a.Threshold), a.WebhookURL, sealed, a.CreatedAt)
+		return err
+	})
 	if err != nil {
 		return Alert{}, translate(fmt.Errorf("create alert for %s: %w", a.AccountSID, err))
 	}
@@ -115,7 +147,7 @@ func (s *Store) Alert(ctx context.Context, accountSID, alertSID string) (Alert, 
 // DeleteAlert deletes an alert with its firings and its deliveries, pending
 // ones included: nothing is sent for it any more.
 func (s *Store) DeleteAlert(ctx context.Context, accountSID, alertSID string) error {
-	return s.inTx(ctx, func(tx pgx.Tx) error {
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `DELETE FROM alerts WHERE account_sid = $1 AND alert_sid = $2`, accountSID, alertSID)
 		if err != nil {
 			return fmt.Errorf("delete alert %s: %w", alertSID, err)
@@ -131,6 +163,7 @@ func (s *Store) DeleteAlert(ctx context.Context, accountSID, alertSID string) er
 		}
 		return nil
 	})
+	return translate(err)
 }
 
 const deliveryColumns = `id, account_sid, alert_sid, month, status, attempts, created_at, next_attempt_at,
@@ -159,7 +192,7 @@ func scanDelivery(row pgx.Row) (AlertDelivery, error) {
 // that does not exist is not found.
 func (s *Store) AlertDeliveries(ctx context.Context, accountSID, alertSID string) ([]AlertDelivery, error) {
 	var out []AlertDelivery
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		var one int
 		if err := tx.QueryRow(ctx, `SELECT 1 FROM alerts WHERE account_sid = $1 AND alert_sid = $2`, accountSID, alertSID).Scan(&one); err != nil {
 			return fmt.Errorf("alert %s of %s: %w", alertSID, accountSID, err)
@@ -174,6 +207,48 @@ func (s *Store) AlertDeliveries(ctx context.Context, accountSID, alertSID string
 	})
 	if err != nil {
 		return nil, translate(fmt.Errorf("deliveries of %s: %w", alertSID, err))
+	}
+	return out, nil
+}
+
+// AlertStatus is an alert with its newest delivery: nil until it fires.
+type AlertStatus struct {
+	Alert
+	Last *AlertDelivery
+}
+
+// AlertsWithLastDelivery lists an account's alerts, oldest first, each with
+// its newest delivery (the first of AlertDeliveries), read in one snapshot:
+// what the console's account page shows.
+func (s *Store) AlertsWithLastDelivery(ctx context.Context, accountSID string) ([]AlertStatus, error) {
+	var out []AlertStatus
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		as, err := collectAlerts(tx.Query(ctx, `SELECT `+alertColumns+` FROM alerts WHERE account_sid = $1
+			ORDER BY created_at, alert_sid`, accountSID))
+		if err != nil {
+			return fmt.Errorf("alerts: %w", err)
+		}
+		rows, err := tx.Query(ctx, `SELECT DISTINCT ON (alert_sid) `+deliveryColumns+` FROM alert_deliveries
+			WHERE account_sid = $1 ORDER BY alert_sid, created_at DESC, id`, accountSID)
+		if err != nil {
+			return fmt.Errorf("last deliveries: %w", err)
+		}
+		last, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (AlertDelivery, error) { return scanDelivery(r) })
+		if err != nil {
+			return fmt.Errorf("last deliveries: %w", err)
+		}
+		byAlert := make(map[string]*AlertDelivery, len(last))
+		for i := range last {
+			byAlert[last[i].AlertSID] = &last[i]
+		}
+		out = make([]AlertStatus, len(as))
+		for i, a := range as {
+			out[i] = AlertStatus{Alert: a, Last: byAlert[a.SID]}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, translate(fmt.Errorf("alerts with their last delivery of %s: %w", accountSID, err))
 	}
 	return out, nil
 }
@@ -298,7 +373,7 @@ type Firing struct {
 // when the alert already fired that month or was deleted meanwhile.
 func (s *Store) FireAlert(ctx context.Context, f Firing) (bool, error) {
 	fired := false
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `INSERT INTO alert_firings (account_sid, alert_sid, month, value, reached_at)
 			SELECT account_sid, alert_sid, $3, $4::numeric, $5 FROM alerts WHERE account_sid = $1 AND alert_sid = $2
 			ON CONFLICT DO NOTHING`, f.AccountSID, f.AlertSID, f.Month.Start(), asGiven(f.Value), f.ReachedAt)
@@ -353,7 +428,7 @@ type ClaimedDelivery struct {
 // after the lease.
 func (s *Store) ClaimDeliveries(ctx context.Context, accountSID string, now time.Time, lease time.Duration, limit int) ([]ClaimedDelivery, error) {
 	var out []ClaimedDelivery
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `SELECT id FROM alert_deliveries
 			WHERE account_sid = $1 AND status = 'pending' AND next_attempt_at <= $2
 			ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED`, accountSID, now, limit)
@@ -476,7 +551,7 @@ func (s *Store) OutboxDepth(ctx context.Context) (int64, error) {
 // rewrapped. The context of an alert's secret is its SID.
 func (s *Store) RewrapAlertSecrets(ctx context.Context, rewrap func(alertSID string, sealed []byte) ([]byte, error)) (int, error) {
 	n := 0
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
 		rows, _ := tx.Query(ctx, `SELECT account_sid, alert_sid, secret_sealed FROM alerts ORDER BY account_sid, alert_sid`)
 		type row struct {
 			Account, SID string
