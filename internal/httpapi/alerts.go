@@ -111,6 +111,11 @@ func (s *Server) createAlert(c echo.Context) error {
 	}
 	secret := alerts.NewSigningSecret()
 	a, err := s.store.CreateAlert(ctx, a, s.box.Seal(secret, a.SID))
+	if errors.Is(err, postgres.ErrTooManyAlerts) {
+		return problem(http.StatusUnprocessableEntity, "too-many-alerts", "Too many alerts",
+			fmt.Sprintf("account %s already has %d alerts, the most an account may have; delete one before creating another",
+				account, postgres.MaxAlertsPerAccount))
+	}
 	if err != nil {
 		return err
 	}

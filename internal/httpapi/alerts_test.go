@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/tallyhq/tally/internal/alerts"
 	"github.com/tallyhq/tally/internal/httpapi"
+	"github.com/tallyhq/tally/internal/postgres"
 	"github.com/tallyhq/tally/internal/usage"
 )
 
@@ -235,5 +237,52 @@ func TestAlertFiresAndIsDelivered(t *testing.T) {
 		if !strings.Contains(string(r.body), series) {
 			t.Errorf("/metrics lacks %q", series)
 		}
+	}
+}
+
+// TestAlertCap: an account may have postgres.MaxAlertsPerAccount alerts;
+// one more is a 422 problem that says so and stores nothing, and deleting
+// one makes room again. (The cap under concurrent creates is
+// internal/postgres's TestAlertCapHoldsUnderConcurrentCreates.)
+func TestAlertCap(t *testing.T) {
+	e := newEnv(t)
+	admin := e.keys[e.acme][usage.RoleAdmin]
+	base := "/v1/accounts/" + e.acme + "/alerts"
+	body := `{"metric":"active_users","threshold":1000000,"webhook_url":"https://203.0.113.10/hook"}`
+	var last string
+	for i := range postgres.MaxAlertsPerAccount {
+		r := e.post(admin, base, body)
+		if r.status != 201 {
+			t.Fatalf("create %d: %d %s", i+1, r.status, r.body)
+		}
+		last = r.json(t)["sid"].(string)
+	}
+	r := e.post(admin, base, body)
+	if r.status != 422 || r.header.Get("Content-Type") != "application/problem+json" {
+		t.Fatalf("create %d: %d %s, want a 422 problem", postgres.MaxAlertsPerAccount+1, r.status, r.body)
+	}
+	p := r.json(t)
+	want := fmt.Sprintf("account %s already has %d alerts, the most an account may have; delete one before creating another",
+		e.acme, postgres.MaxAlertsPerAccount)
+	if p["type"] != "https://tally.dev/problems/too-many-alerts" || p["title"] != "Too many alerts" || p["detail"] != want || p["status"] != 422.0 {
+		t.Errorf("problem %s", r.body)
+	}
+	var list struct{ Alerts []map[string]any }
+	if err := json.Unmarshal(e.get(admin, base).body, &list); err != nil || len(list.Alerts) != postgres.MaxAlertsPerAccount {
+		t.Fatalf("after the refused create: %d alerts, %v", len(list.Alerts), err)
+	}
+	// A platform key is held to the same cap.
+	if r := e.post(e.keys[e.platform][usage.RoleAdmin], base, body); r.status != 422 {
+		t.Errorf("platform key's create: %d %s", r.status, r.body)
+	}
+	// Another account is not limited by this one's alerts.
+	if r := e.post(e.keys[e.other][usage.RoleAdmin], "/v1/accounts/"+e.other+"/alerts", body); r.status != 201 {
+		t.Errorf("other account's create: %d %s", r.status, r.body)
+	}
+	if r := e.do(e.srv, admin, "DELETE", base+"/"+last, "", nil); r.status != 204 {
+		t.Fatalf("delete: %d", r.status)
+	}
+	if r := e.post(admin, base, body); r.status != 201 {
+		t.Fatalf("create after a delete: %d %s", r.status, r.body)
 	}
 }
