@@ -119,10 +119,13 @@ type monthPage struct {
 	Prev, Next string
 	Report     reportView
 	Chart      chart
+	// Alerts is the account's usage alerts, for admins only (nil else).
+	Alerts *alertsView
 }
 
 // accountMonth is an account's month: the report's figures, one row per
-// service, and the chart of the 13 months ending with it.
+// service, the chart of the 13 months ending with it and, for admins, the
+// account's usage alerts with their newest webhook.
 func (h *Handler) accountMonth(c echo.Context) error {
 	account := c.Param("account_sid")
 	if err := h.authorize(c, account, usage.RoleFinance, usage.RoleAdmin); err != nil {
@@ -144,9 +147,14 @@ func (h *Handler) accountMonth(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	as, err := h.accountAlerts(c, account)
+	if err != nil {
+		return err
+	}
 	if err := h.setNav(c, account, m.String(), "month"); err != nil {
 		return err
 	}
 	return h.render(c, http.StatusOK, "month", monthPage{AccountSID: account, Month: m.String(),
-		Prev: m.Prev().String(), Next: m.Next().String(), Report: rv, Chart: newChart(m, usage.MonthOf(h.now()), months)})
+		Prev: m.Prev().String(), Next: m.Next().String(), Report: rv, Chart: newChart(m, usage.MonthOf(h.now()), months),
+		Alerts: as})
 }

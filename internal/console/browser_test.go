@@ -97,6 +97,21 @@ const pageMetrics = `(() => {
   return out;
 })()`
 
+// alertFields reads the alerts table as alertRows does: data-alert →
+// data-field → a <time>'s datetime, else the text.
+const alertFields = `(() => {
+  const out = {};
+  for (const row of document.querySelectorAll("[data-alert]")) {
+    const f = {};
+    for (const el of row.querySelectorAll("[data-field]")) {
+      f[el.dataset.field] = el.tagName === "TIME" ? el.getAttribute("datetime") :
+        el.dataset.field === "threshold" ? el.textContent.trim().replace(/,/g, "") : el.textContent.trim();
+    }
+    out[row.dataset.alert] = f;
+  }
+  return out;
+})()`
+
 // unlabelled lists the visible form controls without a label.
 const unlabelled = `Array.from(document.querySelectorAll("input:not([type=hidden]), select, textarea"))
   .filter(el => el.labels.length === 0 && !el.getAttribute("aria-label")).map(el => el.name)`
@@ -139,6 +154,7 @@ func TestBrowser(t *testing.T) {
 	path := chromium(t)
 	e := newEnv(t, console.Config{})
 	e.seed()
+	alertSIDs := e.seedAlerts()
 	base := e.srv.URL
 	shots := os.Getenv("TALLY_SCREENSHOTS")
 	if shots == "" {
@@ -201,6 +217,39 @@ func TestBrowser(t *testing.T) {
 					}
 				}
 			}
+			// The usage alerts, for admins only, each row as the API has it,
+			// and on a phone the table scrolls inside itself, not the page.
+			visit(t, ctx, base+acme)
+			rows := eval[map[string]map[string]string](t, ctx, alertFields)
+			if v.role != usage.RoleAdmin {
+				if n := eval[int](t, ctx, `document.querySelectorAll("[data-alerts]").length`); n != 0 || len(rows) != 0 {
+					t.Errorf("%s sees the alerts section", v.role)
+				}
+			} else {
+				_, want := e.apiAlertRows(c, e.acme)
+				if len(rows) != len(alertSIDs) {
+					t.Errorf("alerts in the browser %v, want %d", rows, len(alertSIDs))
+				}
+				for _, sid := range alertSIDs {
+					delete(rows[sid], "created_at") // not in the API's deliveries; TestAccountPageListsAlerts checks it
+					if fmt.Sprint(rows[sid]) != fmt.Sprint(want[sid]) {
+						t.Errorf("alert %s in the browser:\n got %v\nwant %v", sid, rows[sid], want[sid])
+					}
+				}
+				if err := chromedp.Do(ctx, chromedp.EmulateViewport(375, 812)); err != nil {
+					t.Fatal(err)
+				}
+				visit(t, ctx, base+acme)
+				if over := eval[bool](t, ctx, `document.documentElement.scrollWidth > window.innerWidth`); over {
+					t.Error("with alerts, the month page scrolls sideways on a 375 px screen")
+				}
+				if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 900)); err != nil {
+					t.Fatal(err)
+				}
+				visit(t, ctx, base+acme)
+				screenshot(t, ctx, shots, v.name+"-month-with-alerts.png")
+			}
+
 			// The stylesheet and the script loaded under the policy.
 			if m := eval[string](t, ctx, `getComputedStyle(document.body).margin`); m != "0px" {
 				t.Errorf("the console's stylesheet did not apply (body margin %q)", m)

@@ -58,6 +58,11 @@ func formatFloat(f float64) string {
 // formatTime writes an instant in UTC to the second, for people.
 func formatTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") }
 
+// isoTime writes an instant as the API's JSON does (RFC 3339, UTC, to the
+// nanosecond it has), for <time datetime>: a check can compare it with
+// the API's value exactly.
+func isoTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
 // percent writes part/whole as a rounded percentage, for advice only.
 func percent(part, whole int64) string {
 	if whole == 0 {

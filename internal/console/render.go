@@ -23,6 +23,7 @@ var funcs = template.FuncMap{
 	"float":   formatFloat,
 	"decimal": groupDigits,
 	"time":    formatTime,
+	"iso":     isoTime,
 	"percent": percent,
 	"deref":   func(p *int) int { return *p },
 	"admin":   func(p *usage.Principal) bool { return p != nil && p.Role == usage.RoleAdmin },
