@@ -800,7 +800,9 @@ func benchReads(ctx context.Context, e *env, engines []*benchEngine, o benchOpti
 				var wg sync.WaitGroup
 				wg.Go(func() { rep, repFailed, repErr = g.env.Read(ctx, p.reader, reportPath(p.reader), o.duration) })
 				wg.Go(func() { st, stFailed, stErr = g.env.Read(ctx, p.reader, statsPath(p.reader), o.duration) })
+				backlog := g.env.WatchPending(ctx, p.reader.SID)
 				wg.Wait()
+				maxPending := backlog()
 				var rate float64
 				if in != nil {
 					var err error
@@ -817,9 +819,9 @@ func benchReads(ctx context.Context, e *env, engines []*benchEngine, o benchOpti
 				res.statsP50, res.statsP99 = append(res.statsP50, bench.Percentile(st, 50)), append(res.statsP99, bench.Percentile(st, 99))
 				res.ingest = append(res.ingest, rate)
 				res.report, res.stats = append(res.report, rep...), append(res.stats, st...)
-				fmt.Fprintf(e.stderr, "run %d, %s, %s: report p50 %.3fs p99 %.3fs (%d), stats p50 %.3fs p99 %.3fs (%d), ingest %.0f/s; load %s → %s\n",
+				fmt.Fprintf(e.stderr, "run %d, %s, %s: report p50 %.3fs p99 %.3fs (%d), stats p50 %.3fs p99 %.3fs (%d), ingest %.0f/s, pending events of the account read at most %d; load %s → %s\n",
 					r+1, g.label, sc.name, bench.Percentile(rep, 50), bench.Percentile(rep, 99), len(rep),
-					bench.Percentile(st, 50), bench.Percentile(st, 99), len(st), rate, load, bench.LoadAvg())
+					bench.Percentile(st, 50), bench.Percentile(st, 99), len(st), rate, maxPending, load, bench.LoadAvg())
 			}
 		}
 	}

@@ -108,9 +108,10 @@ func (e *env) serveAPI(ctx context.Context, ln net.Listener, pool *pgxpool.Pool,
 	go func() { job.Schedule(jobCtx, cfg.reportInterval); close(jobDone) }()
 	defer func() { stopJob(); <-jobDone }()
 	// Bodies append to rollup_pending; folding it in the background keeps
-	// what a read must fold first small.
+	// what a read merges in small. Four folds at once: every part of one
+	// busy account (postgres.FoldParts), or parts of several.
 	foldDone := make(chan struct{})
-	go func() { store.FoldInBackground(jobCtx, cfg.foldInterval, 2, log); close(foldDone) }()
+	go func() { store.FoldInBackground(jobCtx, cfg.foldInterval, postgres.FoldParts, log); close(foldDone) }()
 	defer func() { stopJob(); <-foldDone }()
 	// Usage alerts: evaluation and the webhook outbox's delivery (§14).
 	alertsDone := make(chan struct{})

@@ -149,3 +149,29 @@ func (e *Env) Read(ctx context.Context, a Account, path string, d time.Duration)
 	}
 	return lat, failed, err
 }
+
+// WatchPending samples the pending events of an account (what its reads
+// merge in) every 200 ms until the returned function is called, which
+// returns the most it saw.
+func (e *Env) WatchPending(ctx context.Context, accountSID string) func() int64 {
+	ctx, cancel := context.WithCancel(ctx)
+	var most atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			var n int64
+			if err := e.Pool.QueryRow(ctx, `SELECT count(*) FROM rollup_pending WHERE account_sid = $1`, accountSID).Scan(&n); err == nil && n > most.Load() {
+				most.Store(n)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() int64 { cancel(); <-done; return most.Load() }
+}

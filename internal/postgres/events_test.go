@@ -526,7 +526,7 @@ func TestFoldProbesUsersByIndex(t *testing.T) {
 	if _, err := tx.Exec(t.Context(), postgres.SetFoldSettings); err != nil {
 		t.Fatal(err)
 	}
-	plan := explain(t, tx, postgres.FoldUsers, ac)
+	plan := explain(t, tx, postgres.FoldUsers, ac, 0, 1)
 	if strings.Contains(plan, "Seq Scan on users") {
 		t.Fatalf("the fold scans users sequentially:\n%s", plan)
 	}
@@ -575,7 +575,7 @@ func TestFoldIsNotJITCompiled(t *testing.T) {
 	for name, sql := range map[string]string{"month users": postgres.FoldMonthUsers, "users": postgres.FoldUsers,
 		"delete": postgres.FoldDelete} {
 		var plan string
-		if err := tx.QueryRow(t.Context(), "EXPLAIN (FORMAT JSON) "+sql, ac).Scan(&plan); err != nil {
+		if err := tx.QueryRow(t.Context(), "EXPLAIN (FORMAT JSON) "+sql, ac, 0, 1).Scan(&plan); err != nil {
 			t.Fatalf("explain the %s fold: %v", name, err)
 		}
 		if strings.Contains(plan, `"JIT"`) {
@@ -645,10 +645,11 @@ func TestConcurrentFoldsFoldEachEventOnce(t *testing.T) {
 	}
 }
 
-// TestReadDoesNotWaitForAnotherAccountsFold holds a fold of one account
-// open and reads another: the read folds its own account and answers
-// while the other fold is still in flight.
-func TestReadDoesNotWaitForAnotherAccountsFold(t *testing.T) {
+// TestReadDoesNotWaitForAFold holds a fold of one account open and reads
+// that account and another: neither read waits for the fold, and the read
+// of the account being folded sees its events, still pending in the
+// read's snapshot.
+func TestReadDoesNotWaitForAFold(t *testing.T) {
 	s, pool, busy := newStore(t)
 	other, err := s.CreateAccount(t.Context(), "Other", false)
 	if err != nil {
@@ -664,7 +665,7 @@ func TestReadDoesNotWaitForAnotherAccountsFold(t *testing.T) {
 	}
 	defer tx.Rollback(t.Context())
 	for _, sql := range []string{postgres.SetFoldSettings, postgres.FoldMonthUsers, postgres.FoldUsers, postgres.FoldDelete} {
-		args := []any{busy}
+		args := []any{busy, 0, 1} // the whole account, as one part
 		if sql == postgres.SetFoldSettings {
 			args = nil
 		}
@@ -684,6 +685,13 @@ func TestReadDoesNotWaitForAnotherAccountsFold(t *testing.T) {
 	}
 	if n != 1 {
 		t.Fatalf("ActiveUsers = %d, want 1", n)
+	}
+	n, err = s.ActiveUsers(ctx, busy, m)
+	if err != nil {
+		t.Fatalf("reading an account while its fold is in flight: %v", err)
+	}
+	if n != 1 {
+		t.Fatalf("ActiveUsers of the account being folded = %d, want 1", n)
 	}
 	if err := tx.Commit(t.Context()); err != nil {
 		t.Fatal(err)

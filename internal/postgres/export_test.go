@@ -36,10 +36,11 @@ func AccountStatements() map[string]Statement {
 	month, service := time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC), "IS1"
 	months := []time.Time{month}
 	out := map[string]Statement{
-		"fold month users":   {foldMonthUsers, nil},
-		"fold users":         {foldUsers, nil},
-		"fold delete":        {foldDelete, nil},
-		"fold pending":       {foldPending, nil},
+		"fold month users":   {foldMonthUsers, []any{0, foldParts}},
+		"fold users":         {foldUsers, []any{0, foldParts}},
+		"fold delete":        {foldDelete, []any{0, foldParts}},
+		"fold part pending":  {foldPartPending, []any{0, foldParts}},
+		"pending":            {foldPending, nil},
 		"lock months":        {lockMonths, []any{months}},
 		"mark revisions":     {markRevisions, []any{months}},
 		"month figures":      {monthFigures, []any{month, usage.RESTOnlyActivities}},
@@ -69,3 +70,4 @@ func AccountStatements() map[string]Statement {
 	maps.Copy(out, live)
 	return out
 }
+

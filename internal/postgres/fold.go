@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -48,7 +49,10 @@ import (
 //   - The merge is associative (sums, bit or, least/greatest, set union),
 //     so folding in chunks, in any order, gives the rollup that folding
 //     everything at once would.
-const pendingMonthUsers = `SELECT account_sid, month, service_sid, identity,
+var pendingMonthUsers = pendingMonthUsersWhere("")
+
+func pendingMonthUsersWhere(cond string) string {
+	return `SELECT account_sid, month, service_sid, identity,
        split_part(first_key, E'\x01\x01', 2) AS first_activity,
        replace(substr(split_part(first_key, E'\x01\x01', 1), 21), E'\x01\x02', E'\x01') AS first_event_id,
        first_at, last_at, events, activities, sources,
@@ -64,16 +68,24 @@ FROM (SELECT account_sid, month, service_sid, identity,
              min(identity_flags) AS identity_flags, max(received_at) AS last_received_at,
              min(lookalike) AS lookalike, max(reserved) AS reserved
       FROM rollup_pending
-      WHERE account_sid = $1
+      WHERE account_sid = $1` + cond + `
       GROUP BY account_sid, month, service_sid, identity) AS g`
+}
+
+// foldPart is the condition that picks the events of part $2 of $3 of an
+// account: all of them with $3 = 1. Parts split the account by identity,
+// so the folds of two parts merge into different month_users and users
+// rows and delete different events: they run side by side without a
+// conflict (see foldParts).
+const foldPart = ` AND (hashtext(identity) & 2147483647) % $3 = $2`
 
 // foldMonthUsers merges pendingMonthUsers into month_users. Rows are
 // written in key order, so two folds never lock rollup rows in opposite
 // orders.
-const foldMonthUsers = `INSERT INTO month_users AS m (account_sid, month, service_sid, identity,
+var foldMonthUsers = `INSERT INTO month_users AS m (account_sid, month, service_sid, identity,
     first_activity, first_event_id, first_at, last_at, events, activities, sources, endpoints,
     last_received_at, identity_flags, lookalike, reserved)
-` + pendingMonthUsers + `
+` + pendingMonthUsersWhere(foldPart) + `
 ORDER BY account_sid, month, service_sid, identity
 ON CONFLICT (account_sid, month, service_sid, identity) DO UPDATE SET
     first_activity = CASE WHEN (EXCLUDED.first_at, EXCLUDED.first_event_id) < (m.first_at, m.first_event_id)
@@ -97,7 +109,7 @@ ON CONFLICT (account_sid, month, service_sid, identity) DO UPDATE SET
 const foldUsers = `INSERT INTO users AS u (account_sid, service_sid, identity, first_month)
 SELECT account_sid, service_sid, identity, min(month)
 FROM rollup_pending p
-WHERE account_sid = $1
+WHERE account_sid = $1` + foldPart + `
 GROUP BY account_sid, service_sid, identity
 HAVING coalesce((SELECT k.first_month FROM users k
                  WHERE k.account_sid = $1 AND k.service_sid = p.service_sid AND k.identity = p.identity),
@@ -108,11 +120,26 @@ WHERE EXCLUDED.first_month < u.first_month`
 
 // foldDelete removes what the two statements before it merged: the same
 // snapshot, so the same rows.
-const foldDelete = `DELETE FROM rollup_pending WHERE account_sid = $1`
+const foldDelete = `DELETE FROM rollup_pending WHERE account_sid = $1` + foldPart
 
-// foldPending tells a read with nothing to fold to skip the fold (an index
-// probe), which is most reads of a quiet account.
+// foldPending tells whether an account has pending events (an index
+// probe): a read with none reads the rollup as it is.
 const foldPending = `SELECT EXISTS (SELECT 1 FROM rollup_pending WHERE account_sid = $1)`
+
+// foldPartPending tells a fold with nothing to fold to stop there.
+const foldPartPending = `SELECT EXISTS (SELECT 1 FROM rollup_pending WHERE account_sid = $1` + foldPart + `)`
+
+// foldParts is how many parts an account is folded in, side by side: a
+// fold is one backend, and an account ingesting at full speed from several
+// clients outpaced one fold, so that its pending events, which every read
+// merges in, grew without bound. Every fold of this process splits
+// accounts the same way; a replica splitting them otherwise would only
+// race and retry.
+const foldParts = 4
+
+// FoldParts is how many parts a fold splits an account into: the number of
+// background folds that work on one busy account at once.
+const FoldParts = foldParts
 
 // pendingAccounts lists the accounts a background round folds.
 const pendingAccounts = `SELECT DISTINCT account_sid FROM rollup_pending`
@@ -190,17 +217,35 @@ func (s *Store) pendingAccounts(ctx context.Context) ([]string, error) {
 	return accounts, nil
 }
 
-// foldAccount folds one account's pending events, starting again when
-// another fold of the account wins a race for them.
+// foldAccount folds one account's pending events: its parts side by side.
+func (s *Store) foldAccount(ctx context.Context, accountSID string) (int64, error) {
+	var (
+		wg    sync.WaitGroup
+		total atomic.Int64
+		errs  = make([]error, foldParts)
+	)
+	for part := range foldParts {
+		wg.Go(func() {
+			n, err := s.foldPart(ctx, accountSID, part)
+			total.Add(n)
+			errs[part] = err
+		})
+	}
+	wg.Wait()
+	return total.Load(), errors.Join(errs...)
+}
+
+// foldPart folds one part of an account's pending events, starting again
+// when another fold of the part wins a race for them.
 //
-// Within this process, folds of one account queue rather than race: two
-// folds of an account under ingestion collide on the same rollup rows, and
-// in repeatable read the loser waits for the winner's commit only to fail
-// and start over with more to fold (the job could lose again and again).
+// Within this process, folds of one part queue rather than race: two folds
+// of an account under ingestion collide on the same rollup rows, and in
+// repeatable read the loser waits for the winner's commit only to fail and
+// start over with more to fold (the job could lose again and again).
 // Queued, a fold that waited folds only what the fold before it left.
 // Folds from other replicas still race, and retry.
-func (s *Store) foldAccount(ctx context.Context, accountSID string) (int64, error) {
-	turn, _ := s.folding.LoadOrStore(accountSID, make(chan struct{}, 1))
+func (s *Store) foldPart(ctx context.Context, accountSID string, part int) (int64, error) {
+	turn, _ := s.folding.LoadOrStore(foldTurn{accountSID, part}, make(chan struct{}, 1))
 	select {
 	case turn.(chan struct{}) <- struct{}{}:
 		defer func() { <-turn.(chan struct{}) }()
@@ -208,7 +253,7 @@ func (s *Store) foldAccount(ctx context.Context, accountSID string) (int64, erro
 		return 0, translate(fmt.Errorf("fold rollup of %s: %w", accountSID, ctx.Err()))
 	}
 	for attempt := 1; ; attempt++ {
-		n, err := s.foldOnce(ctx, accountSID)
+		n, err := s.foldOnce(ctx, accountSID, part)
 		if err == nil || !lostRace(err) || attempt == foldAttempts {
 			if err != nil {
 				return 0, translate(fmt.Errorf("fold rollup of %s: %w", accountSID, err))
@@ -223,6 +268,12 @@ func (s *Store) foldAccount(ctx context.Context, accountSID string) (int64, erro
 	}
 }
 
+// foldTurn keys the turns of Store.folding.
+type foldTurn struct {
+	accountSID string
+	part       int
+}
+
 // lostRace tells the errors of a fold that met another fold of the same
 // account: a serialization failure, or a deadlock detected between them.
 func lostRace(err error) bool {
@@ -230,11 +281,11 @@ func lostRace(err error) bool {
 	return errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01")
 }
 
-func (s *Store) foldOnce(ctx context.Context, accountSID string) (int64, error) {
+func (s *Store) foldOnce(ctx context.Context, accountSID string, part int) (int64, error) {
 	var n int64
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
 		var pending bool
-		if err := tx.QueryRow(ctx, foldPending, accountSID).Scan(&pending); err != nil {
+		if err := tx.QueryRow(ctx, foldPartPending, accountSID, part, foldParts).Scan(&pending); err != nil {
 			return fmt.Errorf("look for pending events: %w", err)
 		}
 		if !pending {
@@ -243,13 +294,13 @@ func (s *Store) foldOnce(ctx context.Context, accountSID string) (int64, error) 
 		if _, err := tx.Exec(ctx, setFoldSettings); err != nil {
 			return fmt.Errorf("set fold settings: %w", err)
 		}
-		if _, err := tx.Exec(ctx, foldMonthUsers, accountSID); err != nil {
+		if _, err := tx.Exec(ctx, foldMonthUsers, accountSID, part, foldParts); err != nil {
 			return fmt.Errorf("fold month users: %w", err)
 		}
-		if _, err := tx.Exec(ctx, foldUsers, accountSID); err != nil {
+		if _, err := tx.Exec(ctx, foldUsers, accountSID, part, foldParts); err != nil {
 			return fmt.Errorf("fold users: %w", err)
 		}
-		tag, err := tx.Exec(ctx, foldDelete, accountSID)
+		tag, err := tx.Exec(ctx, foldDelete, accountSID, part, foldParts)
 		if err != nil {
 			return fmt.Errorf("delete folded events: %w", err)
 		}
@@ -267,10 +318,11 @@ func (s *Store) fold(ctx context.Context, accountSID string) error {
 }
 
 // FoldInBackground folds the pending events of every account every
-// interval until ctx ends, so that reads find little to fold and a fold
-// merges many events per rollup row. It folds up to workers accounts at
-// once: on Citus each fold runs on the worker holding its account, so
-// folds of accounts on different workers run in parallel. Replicas may
+// interval until ctx ends, so that reads find few pending events to merge
+// in and a fold merges many events per rollup row. It folds up to workers
+// parts of accounts at once (foldParts): on Citus each fold runs on the
+// worker holding its account, so folds of accounts on different workers
+// run in parallel. Replicas may
 // fold at the same time: a fold that loses a race for an account's events
 // starts again.
 func (s *Store) FoldInBackground(ctx context.Context, every time.Duration, workers int, log *slog.Logger) {
@@ -295,7 +347,7 @@ func (s *Store) foldRound(ctx context.Context, workers int) error {
 	if err != nil {
 		return err
 	}
-	next := make(chan string)
+	next := make(chan foldTurn)
 	var (
 		mu   sync.Mutex
 		errs []error
@@ -303,8 +355,8 @@ func (s *Store) foldRound(ctx context.Context, workers int) error {
 	)
 	for range max(workers, 1) {
 		wg.Go(func() {
-			for a := range next {
-				if _, err := s.foldAccount(ctx, a); err != nil {
+			for p := range next {
+				if _, err := s.foldPart(ctx, p.accountSID, p.part); err != nil {
 					mu.Lock()
 					errs = append(errs, err)
 					mu.Unlock()
@@ -313,9 +365,11 @@ func (s *Store) foldRound(ctx context.Context, workers int) error {
 		})
 	}
 	for _, a := range accounts {
-		select {
-		case next <- a:
-		case <-ctx.Done():
+		for part := range foldParts {
+			select {
+			case next <- foldTurn{a, part}:
+			case <-ctx.Done():
+			}
 		}
 	}
 	close(next)
