@@ -111,7 +111,7 @@ func (e *env) serveAPI(ctx context.Context, ln net.Listener, pool *pgxpool.Pool,
 	// what a read merges in small. Four folds at once: every part of one
 	// busy account (postgres.FoldParts), or parts of several.
 	foldDone := make(chan struct{})
-	go func() { store.FoldInBackground(jobCtx, cfg.foldInterval, postgres.FoldParts, log); close(foldDone) }()
+	go func() { store.FoldInBackground(jobCtx, cfg.foldInterval, postgres.FoldParts, nil, log); close(foldDone) }()
 	defer func() { stopJob(); <-foldDone }()
 	// Usage alerts: evaluation and the webhook outbox's delivery (§14).
 	alertsDone := make(chan struct{})

@@ -63,7 +63,7 @@ func benchIngest(b *testing.B, nAlerts int) {
 	}
 	ctx, cancel := context.WithCancel(b.Context())
 	var wg sync.WaitGroup
-	wg.Go(func() { store.FoldInBackground(ctx, time.Second, 2, nil) })
+	wg.Go(func() { store.FoldInBackground(ctx, time.Second, 2, nil, nil) })
 	eval := &alerts.Evaluator{Store: store}
 	wg.Go(func() { eval.Run(ctx, 500*time.Millisecond) })
 	worker := &alerts.Worker{Store: store, Box: box, AllowPrivate: true,

@@ -427,7 +427,9 @@ func TestReadsSeePendingEvents(t *testing.T) {
 	record(t, s, ac, events(ev("e3", "carol", "2026-10-07T12:00:00Z")))
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
-	go func() { s.FoldInBackground(ctx, 10*time.Millisecond, 2, nil); close(done) }()
+	var foldedAccounts sync.Map
+	onFolded := func(a string) { foldedAccounts.Store(a, true) }
+	go func() { s.FoldInBackground(ctx, 10*time.Millisecond, 2, onFolded, nil); close(done) }()
 	deadline := time.Now().Add(10 * time.Second)
 	for count(t, pool, `SELECT count(*) FROM rollup_pending`) != 0 {
 		if time.Now().After(deadline) {
@@ -439,6 +441,9 @@ func TestReadsSeePendingEvents(t *testing.T) {
 	<-done
 	if n := count(t, pool, `SELECT count(*) FROM month_users WHERE month = '2026-10-01'`); n != 3 {
 		t.Fatalf("%d month_users rows after the background fold, want 3", n)
+	}
+	if _, ok := foldedAccounts.Load(ac); !ok {
+		t.Fatal("the background fold folded the account without telling onFolded")
 	}
 }
 

@@ -325,7 +325,11 @@ func (s *Store) fold(ctx context.Context, accountSID string) error {
 // run in parallel. Replicas may
 // fold at the same time: a fold that loses a race for an account's events
 // starts again.
-func (s *Store) FoldInBackground(ctx context.Context, every time.Duration, workers int, log *slog.Logger) {
+//
+// onFolded, if not nil, is called after each fold that folded events, with
+// the account (from several goroutines at once): what watches figures,
+// such as the usage alerts, looks at the accounts whose figures changed.
+func (s *Store) FoldInBackground(ctx context.Context, every time.Duration, workers int, onFolded func(accountSID string), log *slog.Logger) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -334,7 +338,7 @@ func (s *Store) FoldInBackground(ctx context.Context, every time.Duration, worke
 			return
 		case <-t.C:
 		}
-		if err := s.foldRound(ctx, workers); err != nil && ctx.Err() == nil && log != nil {
+		if err := s.foldRound(ctx, workers, onFolded); err != nil && ctx.Err() == nil && log != nil {
 			log.ErrorContext(ctx, "fold rollup", "err", err)
 		}
 	}
@@ -342,7 +346,7 @@ func (s *Store) FoldInBackground(ctx context.Context, every time.Duration, worke
 
 // foldRound folds every account with pending events, workers at a time,
 // and returns the errors of those that failed.
-func (s *Store) foldRound(ctx context.Context, workers int) error {
+func (s *Store) foldRound(ctx context.Context, workers int, onFolded func(string)) error {
 	accounts, err := s.pendingAccounts(ctx)
 	if err != nil {
 		return err
@@ -356,10 +360,14 @@ func (s *Store) foldRound(ctx context.Context, workers int) error {
 	for range max(workers, 1) {
 		wg.Go(func() {
 			for p := range next {
-				if _, err := s.foldPart(ctx, p.accountSID, p.part); err != nil {
+				n, err := s.foldPart(ctx, p.accountSID, p.part)
+				if err != nil {
 					mu.Lock()
 					errs = append(errs, err)
 					mu.Unlock()
+				}
+				if n > 0 && onFolded != nil {
+					onFolded(p.accountSID)
 				}
 			}
 		})
