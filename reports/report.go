@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/tallyhq/tally/internal/billing"
+	"github.com/tallyhq/tally/internal/billing/pricing"
 	"github.com/tallyhq/tally/internal/usage"
 )
 
@@ -26,7 +26,7 @@ type Report struct {
 	ActiveUsers        int64            `json:"active_users"`
 	DistinctIdentities int64            `json:"distinct_identities"`
 	Services           []Service        `json:"services"`
-	Billing            *billing.Billing `json:"billing"`
+	Billing            *pricing.Billing `json:"billing"`
 }
 
 // Service is one service's figures in a report.
@@ -57,11 +57,11 @@ func NewReport(r usage.Report) (Report, error) {
 			NewUsers: s.NewUsers, RESTOnlyUsers: s.RESTOnlyUsers, ByFirstActivity: by})
 	}
 	if r.RateCard != nil {
-		var rc billing.RateCard
+		var rc pricing.RateCard
 		if err := json.Unmarshal(r.RateCard, &rc); err != nil {
 			return Report{}, fmt.Errorf("rate card of %s: %w", r.AccountSID, err)
 		}
-		b := billing.Price(r.ActiveUsers, rc)
+		b := pricing.Price(r.ActiveUsers, rc)
 		out.Billing = &b
 	}
 	return out, nil
@@ -168,7 +168,7 @@ func NewAccountLine(name string, r Report) AccountLine {
 	if r.Billing != nil {
 		b := r.Billing.BillableUsers
 		cur := r.Billing.Currency
-		amt := r.Billing.Amount.StringFixed(billing.MinorUnits(cur))
+		amt := r.Billing.Amount.StringFixed(pricing.MinorUnits(cur))
 		l.BillableUsers, l.Currency, l.Amount = &b, &cur, &amt
 	}
 	return l

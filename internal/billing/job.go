@@ -1,6 +1,7 @@
 // Package billing is the monthly job: it finalizes each account's month once
-// its grace period has passed, issues revisions when late events add users,
-// and prices reports with the account's rate card in exact decimals.
+// its grace period has passed and issues revisions when late events add
+// users. Pricing with the account's rate card, in exact decimals, is its
+// subpackage pricing, which needs no store.
 package billing
 
 import (
