@@ -70,4 +70,3 @@ func AccountStatements() map[string]Statement {
 	maps.Copy(out, live)
 	return out
 }
-

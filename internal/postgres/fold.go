@@ -49,15 +49,32 @@ import (
 //   - The merge is associative (sums, bit or, least/greatest, set union),
 //     so folding in chunks, in any order, gives the rollup that folding
 //     everything at once would.
-var pendingMonthUsers = pendingMonthUsersWhere("")
+var pendingMonthUsers = pendingMonthUsersWhere("", pendingColumns{firstEvent: true, endpoints: true})
 
-func pendingMonthUsersWhere(cond string) string {
+// pendingColumns says which costly columns of pendingMonthUsers a statement
+// reads: without them they are NULL, and PostgreSQL does not compute the
+// aggregates behind them (a read that merges pending events in pays for
+// what it reads, see live.go).
+type pendingColumns struct {
+	firstEvent bool // first_activity, first_event_id
+	endpoints  bool
+}
+
+func pendingMonthUsersWhere(cond string, cols pendingColumns) string {
+	first := `split_part(first_key, E'\x01\x01', 2) AS first_activity,
+       replace(substr(split_part(first_key, E'\x01\x01', 1), 21), E'\x01\x02', E'\x01') AS first_event_id`
+	if !cols.firstEvent {
+		first = `NULL::text AS first_activity, NULL::text COLLATE "C" AS first_event_id`
+	}
+	endpoints := `coalesce(ARRAY(SELECT DISTINCT replace(e, E'\x01\x02', E'\x01') COLLATE "C"
+                      FROM unnest(string_to_array(endpoints, E'\x01\x01')) AS e ORDER BY 1), '{}') AS endpoints`
+	if !cols.endpoints {
+		endpoints = `NULL::text[] COLLATE "C" AS endpoints`
+	}
 	return `SELECT account_sid, month, service_sid, identity,
-       split_part(first_key, E'\x01\x01', 2) AS first_activity,
-       replace(substr(split_part(first_key, E'\x01\x01', 1), 21), E'\x01\x02', E'\x01') AS first_event_id,
+       ` + first + `,
        first_at, last_at, events, activities, sources,
-       coalesce(ARRAY(SELECT DISTINCT replace(e, E'\x01\x02', E'\x01') COLLATE "C"
-                      FROM unnest(string_to_array(endpoints, E'\x01\x01')) AS e ORDER BY 1), '{}') AS endpoints,
+       ` + endpoints + `,
        last_received_at, identity_flags, lookalike, reserved
 FROM (SELECT account_sid, month, service_sid, identity,
              min(to_char(occurred_at AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS')
@@ -85,7 +102,7 @@ const foldPart = ` AND (hashtext(identity) & 2147483647) % $3 = $2`
 var foldMonthUsers = `INSERT INTO month_users AS m (account_sid, month, service_sid, identity,
     first_activity, first_event_id, first_at, last_at, events, activities, sources, endpoints,
     last_received_at, identity_flags, lookalike, reserved)
-` + pendingMonthUsersWhere(foldPart) + `
+` + pendingMonthUsersWhere(foldPart, pendingColumns{firstEvent: true, endpoints: true}) + `
 ORDER BY account_sid, month, service_sid, identity
 ON CONFLICT (account_sid, month, service_sid, identity) DO UPDATE SET
     first_activity = CASE WHEN (EXCLUDED.first_at, EXCLUDED.first_event_id) < (m.first_at, m.first_event_id)
