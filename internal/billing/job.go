@@ -50,9 +50,10 @@ func (j *Job) finalizeAfter() time.Duration {
 }
 
 // Run runs the job for one account-month: inside the grace period it
-// returns the provisional report and stores nothing; afterwards it stores
-// version 1, or version N+1 when users were added, or nothing.
-func (j *Job) Run(ctx context.Context, accountSID string, m usage.Month) (postgres.FinalizeResult, error) {
+// returns the provisional report and stores nothing; afterwards it
+// finalizes the month (Finalize): version 1, or version N+1 when users were
+// added, or nothing.
+func (j *Job) Run(ctx context.Context, accountSID string, m usage.Month) (Result, error) {
 	start := time.Now()
 	res, err := j.run(ctx, accountSID, m)
 	if j.Observe != nil {
@@ -70,12 +71,12 @@ func (j *Job) Run(ctx context.Context, accountSID string, m usage.Month) (postgr
 	return res, err
 }
 
-func (j *Job) run(ctx context.Context, accountSID string, m usage.Month) (postgres.FinalizeResult, error) {
+func (j *Job) run(ctx context.Context, accountSID string, m usage.Month) (Result, error) {
 	if !j.Finalizable(m, j.Now()) {
 		r, err := j.Store.ProvisionalReport(ctx, accountSID, m)
-		return postgres.FinalizeResult{Report: r}, err
+		return Result{Report: r}, err
 	}
-	return j.Store.FinalizeMonth(ctx, accountSID, m)
+	return Finalize(ctx, j.Store, accountSID, m)
 }
 
 // jobLease names the lease a run of the monthly job holds.

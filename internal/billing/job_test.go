@@ -117,7 +117,7 @@ func (f *fixture) roster(version *int) (string, int) {
 	return string(b), len(out)
 }
 
-func (f *fixture) run() postgres.FinalizeResult {
+func (f *fixture) run() billing.Result {
 	f.t.Helper()
 	res, err := f.job.Run(f.t.Context(), f.ac, oct)
 	if err != nil {
@@ -270,14 +270,22 @@ func TestConcurrentRunsStoreOneVersion(t *testing.T) {
 	}
 	f.post(evs...)
 	f.setNow("2026-12-01T00:00:00Z")
+	// Half the runs go through a second store, as on another replica: a
+	// store lets one finalization at a time run, so only the month's row
+	// lock keeps runs of two stores from both storing.
+	replica := &billing.Job{Store: postgres.New(f.pool, f.clock), Now: f.clock}
 	var wg sync.WaitGroup
-	results := make([]postgres.FinalizeResult, 4)
+	results := make([]billing.Result, 4)
 	errs := make([]error, 4)
 	for i := range results {
+		job := f.job
+		if i%2 == 1 {
+			job = replica
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i], errs[i] = f.job.Run(context.Background(), f.ac, oct)
+			results[i], errs[i] = job.Run(context.Background(), f.ac, oct)
 		}()
 	}
 	wg.Wait()

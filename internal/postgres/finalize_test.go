@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tallyhq/tally/internal/billing"
 	"github.com/tallyhq/tally/internal/usage"
 )
 
@@ -39,7 +40,8 @@ func TestActivitiesMergeAcrossFolds(t *testing.T) {
 // finalized waits for the finalization, then counts its new user as late
 // and flags the month for a revision, so the user lands in version 2. Were
 // the body to commit while the finalization holds the month, the user
-// would be in neither version.
+// would be in neither version. It runs the monthly job's own finalization
+// (billing.Finalize), whose decisions are made on the store's HoldMonth.
 func TestBodyDuringFinalizationIsLate(t *testing.T) {
 	s, pool, ac := newStore(t)
 	oct := mustMonth(t, "2026-10")
@@ -66,7 +68,7 @@ func TestBodyDuringFinalizationIsLate(t *testing.T) {
 		case <-time.After(500 * time.Millisecond):
 		}
 	})
-	v1, err := s.FinalizeMonth(t.Context(), ac, oct)
+	v1, err := billing.Finalize(t.Context(), s, ac, oct)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,12 +89,40 @@ func TestBodyDuringFinalizationIsLate(t *testing.T) {
 	if n := count(t, pool, `SELECT count(*) FROM account_months WHERE account_sid = $1 AND revision_due`, ac); n != 1 {
 		t.Fatalf("%d months flagged for a revision, want 1", n)
 	}
-	v2, err := s.FinalizeMonth(t.Context(), ac, oct)
+	v2, err := billing.Finalize(t.Context(), s, ac, oct)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !v2.Stored || *v2.Report.Version != 2 || *v2.Report.AddedUsers != 1 || v2.Report.ActiveUsers != 2 {
+	if !v2.Stored || *v2.Report.Version != 2 || v2.Report.Supersedes == nil || *v2.Report.Supersedes != 1 ||
+		*v2.Report.AddedUsers != 1 || v2.Report.ActiveUsers != 2 {
 		t.Fatalf("version 2: stored %v, %+v", v2.Stored, v2.Report)
+	}
+}
+
+// TestFinalizeMonthStoresVersionOne: the deprecated FinalizeMonth, kept for
+// callers that store version 1 of a fresh month, stores it once and then
+// returns it, leaving revisions to billing.Finalize.
+func TestFinalizeMonthStoresVersionOne(t *testing.T) {
+	s, pool, ac := newStore(t)
+	oct := mustMonth(t, "2026-10")
+	record(t, s, ac, events(ev("e1", "alice", "2026-10-05T12:00:00Z")))
+	v1, err := s.FinalizeMonth(t.Context(), ac, oct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v1.Version == nil || *v1.Version != 1 || v1.ActiveUsers != 1 || v1.Supersedes != nil {
+		t.Fatalf("first FinalizeMonth: %+v, want version 1 with alice", v1)
+	}
+	record(t, s, ac, events(ev("e2", "bob", "2026-10-06T12:00:00Z")))
+	again, err := s.FinalizeMonth(t.Context(), ac, oct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Version == nil || *again.Version != 1 || again.Checksum != v1.Checksum {
+		t.Fatalf("second FinalizeMonth: %+v, want version 1 as stored", again)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM report_versions WHERE account_sid = $1`, ac); n != 1 {
+		t.Fatalf("%d versions, want 1", n)
 	}
 }
 

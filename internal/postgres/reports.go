@@ -289,28 +289,39 @@ func (s *Store) Months(ctx context.Context, accountSID string) ([]MonthSummary, 
 	return out, nil
 }
 
-// FinalizeResult says what a run of the job did for one account-month.
-type FinalizeResult struct {
-	Report usage.Report
-	Stored bool // a new version was stored
+// A MonthHold is an account-month held for finalization (HoldMonth): its
+// account_months row locked FOR UPDATE and its account folded, in a
+// read-committed transaction. What a hold reads of the month cannot change
+// while it is held, since only a body for the month adds to it and such a
+// body waits for the row. Its methods are the store's part of
+// finalization; which version to store, if any, is the caller's
+// (billing.Finalize).
+type MonthHold struct {
+	tx         pgx.Tx
+	accountSID string
+	month      usage.Month
+	now        time.Time // the transaction's "now": a stored version's generated_at
 }
 
-// FinalizeMonth stores version 1 of a month, or version N+1 when users were
-// added since version N, and nothing when no user was added. It holds the
-// month's row in account_months FOR UPDATE, so concurrent runs (replicas,
-// the CLI) store one version, and no body for the month commits meanwhile.
-// It locks nothing else: bodies for other months, folds and reads of the
-// account go on.
-func (s *Store) FinalizeMonth(ctx context.Context, accountSID string, m usage.Month) (FinalizeResult, error) {
+// HoldMonth runs fn while it holds an account-month for finalization, and
+// commits what fn stored when fn returns nil. Holding the month's row FOR
+// UPDATE for fn's whole decision is what makes concurrent finalizations
+// (replicas, the CLI) store one version, and what keeps a body for the
+// month from committing meanwhile: it waits, then counts its events as late
+// and flags the month for a revision. Nothing else is locked: bodies for
+// other months, folds and reads of the account go on.
+func (s *Store) HoldMonth(ctx context.Context, accountSID string, m usage.Month, fn func(*MonthHold) error) error {
 	select {
 	case s.finalizing <- struct{}{}:
 		defer func() { <-s.finalizing }()
 	case <-ctx.Done():
-		return FinalizeResult{}, fmt.Errorf("finalize %s %s: %w", accountSID, m, translate(ctx.Err()))
+		return translate(fmt.Errorf("hold month: %w", ctx.Err()))
 	}
-	var res FinalizeResult
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		now := s.now().UTC()
+	// Read committed: each statement reads what is committed when it
+	// starts, so the fold below, committed in a transaction of its own
+	// after the lock was granted, is seen by every read fn makes.
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		h := &MonthHold{tx: tx, accountSID: accountSID, month: m, now: s.now().UTC()}
 		if _, err := tx.Exec(ctx, `INSERT INTO account_months (account_sid, month) VALUES ($1, $2)
 			ON CONFLICT DO NOTHING`, accountSID, m.Start()); err != nil {
 			return fmt.Errorf("note month: %w", err)
@@ -322,83 +333,131 @@ func (s *Store) FinalizeMonth(ctx context.Context, accountSID string, m usage.Mo
 		// Bodies for the month that committed before the lock was granted
 		// may still be pending: fold them, in a transaction of the fold's
 		// own, so that the fold's locks are not held while the version is
-		// written. This transaction reads committed data statement by
-		// statement; what it reads of the month cannot change while it
-		// holds the month: only a body for the month adds to it.
+		// written.
 		if err := s.fold(ctx, accountSID); err != nil {
 			return err
 		}
 		if s.afterMonthLock != nil {
 			s.afterMonthLock()
 		}
-		prev := usage.Report{AccountSID: accountSID, Month: m}
-		err := scanVersion(tx.QueryRow(ctx, `SELECT `+versionColumns+` FROM report_versions
-			WHERE account_sid = $1 AND month = $2 ORDER BY version DESC LIMIT 1`, accountSID, m.Start()), &prev)
-		havePrev := err == nil
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("latest version: %w", err)
-		}
-		var added int64
-		if havePrev {
-			if err := tx.QueryRow(ctx, `SELECT count(*) FROM month_users m WHERE m.account_sid = $1 AND m.month = $2
-				AND NOT EXISTS (SELECT 1 FROM report_roster r WHERE r.account_sid = $1 AND r.month = $2
-				    AND r.version = $3 AND r.service_sid = m.service_sid AND r.identity = m.identity)`,
-				accountSID, m.Start(), *prev.Version).Scan(&added); err != nil {
-				return fmt.Errorf("count added users: %w", err)
-			}
-			if added == 0 {
-				res.Report = prev
-				_, err := tx.Exec(ctx, `UPDATE account_months SET revision_due = false
-					WHERE account_sid = $1 AND month = $2 AND revision_due`, accountSID, m.Start())
-				return err
-			}
-		}
-		r := usage.Report{AccountSID: accountSID, Month: m, Status: usage.StatusFinal, GeneratedAt: now}
-		version := 1
-		if havePrev {
-			version = *prev.Version + 1
-			r.Supersedes = prev.Version
-			r.AddedUsers = &added
-		}
-		r.Version = &version
-		if r.Figures, err = figures(ctx, tx, accountSID, m); err != nil {
-			return err
-		}
-		if r.RateCard, err = rateCard(ctx, tx, accountSID); err != nil && !errors.Is(err, usage.ErrNotFound) {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO report_roster (account_sid, month, version, service_sid, identity,
-			    first_activity, first_event_id, first_active_at, last_active_at, events)
-			SELECT account_sid, month, $3, service_sid, identity, first_activity, first_event_id, first_at, last_at, events
-			FROM month_users WHERE account_sid = $1 AND month = $2`, accountSID, m.Start(), version); err != nil {
-			return fmt.Errorf("store roster: %w", err)
-		}
-		if err := checksum(ctx, tx, &r); err != nil {
-			return err
-		}
-		services := make([]serviceJSON, len(r.Services))
-		for i, sf := range r.Services {
-			services[i] = serviceJSON(sf)
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO report_versions (account_sid, month, version, supersedes, added_users,
-			    generated_at, events_through, active_users, distinct_identities, services, rate_card, checksum)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-			accountSID, m.Start(), version, r.Supersedes, r.AddedUsers, r.GeneratedAt, r.EventsThrough,
-			r.ActiveUsers, r.DistinctIdentities, services, r.RateCard, r.Checksum); err != nil {
-			return fmt.Errorf("store version: %w", err)
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO account_months (account_sid, month, final_version) VALUES ($1, $2, $3)
-			ON CONFLICT (account_sid, month) DO UPDATE SET final_version = $3, revision_due = false`,
-			accountSID, m.Start(), version); err != nil {
-			return fmt.Errorf("mark month final: %w", err)
-		}
-		res = FinalizeResult{Report: r, Stored: true}
-		return nil
+		return fn(h)
 	})
 	if err != nil {
-		return FinalizeResult{}, fmt.Errorf("finalize %s %s: %w", accountSID, m, err)
+		return translate(fmt.Errorf("hold month: %w", err))
 	}
-	return res, nil
+	return nil
+}
+
+// Latest returns the month's latest stored version, or an error wrapping
+// usage.ErrNotFound when it has none.
+func (h *MonthHold) Latest(ctx context.Context) (usage.Report, error) {
+	r := usage.Report{AccountSID: h.accountSID, Month: h.month}
+	err := scanVersion(h.tx.QueryRow(ctx, `SELECT `+versionColumns+` FROM report_versions
+		WHERE account_sid = $1 AND month = $2 ORDER BY version DESC LIMIT 1`, h.accountSID, h.month.Start()), &r)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return usage.Report{}, fmt.Errorf("latest version: %w", usage.ErrNotFound)
+	}
+	if err != nil {
+		return usage.Report{}, fmt.Errorf("latest version: %w", err)
+	}
+	return r, nil
+}
+
+// UsersAddedSince counts the month's users, as the rollup has them now,
+// who are not in the roster of the given version.
+func (h *MonthHold) UsersAddedSince(ctx context.Context, version int) (int64, error) {
+	var added int64
+	if err := h.tx.QueryRow(ctx, `SELECT count(*) FROM month_users m WHERE m.account_sid = $1 AND m.month = $2
+		AND NOT EXISTS (SELECT 1 FROM report_roster r WHERE r.account_sid = $1 AND r.month = $2
+		    AND r.version = $3 AND r.service_sid = m.service_sid AND r.identity = m.identity)`,
+		h.accountSID, h.month.Start(), version).Scan(&added); err != nil {
+		return 0, fmt.Errorf("count users added since version %d: %w", version, err)
+	}
+	return added, nil
+}
+
+// NewVersion is what the caller of MonthHold.StoreVersion decides about a
+// version; the store adds the month's figures, rate card, roster and
+// checksum.
+type NewVersion struct {
+	Version    int
+	Supersedes *int   // the version it revises; nil for version 1
+	AddedUsers *int64 // the users not in the superseded version; nil for version 1
+}
+
+// StoreVersion freezes the month as it is now into version v: figures, the
+// account's rate card, the roster and its checksum. It marks the month
+// final at v, which clears its revision flag. Versions are write-once: a
+// version number already stored is a conflict.
+func (h *MonthHold) StoreVersion(ctx context.Context, v NewVersion) (usage.Report, error) {
+	r := usage.Report{AccountSID: h.accountSID, Month: h.month, Status: usage.StatusFinal, GeneratedAt: h.now,
+		Version: &v.Version, Supersedes: v.Supersedes, AddedUsers: v.AddedUsers}
+	var err error
+	if r.Figures, err = figures(ctx, h.tx, h.accountSID, h.month); err != nil {
+		return usage.Report{}, err
+	}
+	if r.RateCard, err = rateCard(ctx, h.tx, h.accountSID); err != nil && !errors.Is(err, usage.ErrNotFound) {
+		return usage.Report{}, err
+	}
+	if _, err := h.tx.Exec(ctx, `INSERT INTO report_roster (account_sid, month, version, service_sid, identity,
+		    first_activity, first_event_id, first_active_at, last_active_at, events)
+		SELECT account_sid, month, $3, service_sid, identity, first_activity, first_event_id, first_at, last_at, events
+		FROM month_users WHERE account_sid = $1 AND month = $2`, h.accountSID, h.month.Start(), v.Version); err != nil {
+		return usage.Report{}, fmt.Errorf("store roster of version %d: %w", v.Version, err)
+	}
+	if err := checksum(ctx, h.tx, &r); err != nil {
+		return usage.Report{}, err
+	}
+	services := make([]serviceJSON, len(r.Services))
+	for i, sf := range r.Services {
+		services[i] = serviceJSON(sf)
+	}
+	if _, err := h.tx.Exec(ctx, `INSERT INTO report_versions (account_sid, month, version, supersedes, added_users,
+		    generated_at, events_through, active_users, distinct_identities, services, rate_card, checksum)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+		h.accountSID, h.month.Start(), v.Version, r.Supersedes, r.AddedUsers, r.GeneratedAt, r.EventsThrough,
+		r.ActiveUsers, r.DistinctIdentities, services, r.RateCard, r.Checksum); err != nil {
+		return usage.Report{}, fmt.Errorf("store version %d: %w", v.Version, err)
+	}
+	if _, err := h.tx.Exec(ctx, `INSERT INTO account_months (account_sid, month, final_version) VALUES ($1, $2, $3)
+		ON CONFLICT (account_sid, month) DO UPDATE SET final_version = $3, revision_due = false`,
+		h.accountSID, h.month.Start(), v.Version); err != nil {
+		return usage.Report{}, fmt.Errorf("mark month final at version %d: %w", v.Version, err)
+	}
+	return r, nil
+}
+
+// ClearRevisionDue clears the month's revision flag without storing a
+// version: for when the late events that set it added no user.
+func (h *MonthHold) ClearRevisionDue(ctx context.Context) error {
+	if _, err := h.tx.Exec(ctx, `UPDATE account_months SET revision_due = false
+		WHERE account_sid = $1 AND month = $2 AND revision_due`, h.accountSID, h.month.Start()); err != nil {
+		return fmt.Errorf("clear revision flag: %w", err)
+	}
+	return nil
+}
+
+// FinalizeMonth stores version 1 of a month that has none, and nothing
+// otherwise; it returns the version it stored, or the latest.
+//
+// Deprecated: billing.Finalize decides which version to store (version 1,
+// a revision N+1, or none) on HoldMonth. FinalizeMonth stays only for
+// callers owned elsewhere (internal/bench, platform_test.go), which store
+// version 1 of a month that has none; then it goes.
+func (s *Store) FinalizeMonth(ctx context.Context, accountSID string, m usage.Month) (usage.Report, error) {
+	var r usage.Report
+	err := s.HoldMonth(ctx, accountSID, m, func(h *MonthHold) error {
+		var err error
+		r, err = h.Latest(ctx)
+		if errors.Is(err, usage.ErrNotFound) {
+			r, err = h.StoreVersion(ctx, NewVersion{Version: 1})
+		}
+		return err
+	})
+	if err != nil {
+		return usage.Report{}, fmt.Errorf("finalize %s %s: %w", accountSID, m, err)
+	}
+	return r, nil
 }
 
 // DueMonth is an account-month the scheduler must run.

@@ -32,7 +32,7 @@ import (
 type Store struct {
 	pool *pgxpool.Pool
 	now  func() time.Time
-	// finalizing lets one FinalizeMonth at a time run in this process: each
+	// finalizing lets one HoldMonth at a time run in this process: each
 	// holds a connection for its transaction and takes a second one to
 	// fold, so several at once could hold every connection of the pool and
 	// wait for each other's second one.
@@ -40,8 +40,8 @@ type Store struct {
 	// folding holds, per account, a one-slot channel: the turn to fold it
 	// (foldAccount).
 	folding sync.Map
-	// afterMonthLock, when set (by tests), runs while FinalizeMonth holds
-	// its month's lock, after its fold.
+	// afterMonthLock, when set (by tests), runs while HoldMonth holds its
+	// month's lock, after its fold and before the caller's decision.
 	afterMonthLock func()
 }
 
