@@ -201,11 +201,8 @@ func setupCitus(ctx context.Context) error {
 		return err
 	}
 	tmpDir = dir
-	// Four shards a table rather than 32: two per worker still spread the
-	// accounts over both, and each test database is an eighth the
-	// relations to clone and to fan out to.
 	c, err := pgcluster.StartCitus(ctx, filepath.Join(dir, "citus"), citusWorkers, pgcluster.Options{Fast: true,
-		Settings: map[string]string{"citus.shard_count": "4"}})
+		Settings: citusSettings})
 	if err != nil {
 		return err
 	}
@@ -219,6 +216,27 @@ func setupCitus(ctx context.Context) error {
 	}
 	// Nobody connects to the template again: clones copy it node by node.
 	return c.FreezeTemplate(ctx, template)
+}
+
+// citusSettings are the server settings of every node of the test Citus
+// cluster.
+var citusSettings = map[string]string{
+	// Four shards a table rather than 32: two per worker still spread the
+	// accounts over both, and each test database is an eighth the
+	// relations to clone and to fan out to.
+	"citus.shard_count": "4",
+	// Shards move online (citus_move_shard_placement, the rebalancer) by
+	// logical replication: the source worker decodes its WAL for a
+	// publication and the target subscribes to it, so every node needs
+	// logical WAL, as a production cluster does. A move takes one slot
+	// and one WAL sender on the source and one apply worker on the
+	// target; the settings below are PostgreSQL 15's defaults, written
+	// out because a move fails without them and the suite moves shards
+	// (TestShardMoveWhileIngesting).
+	"wal_level":                       "logical",
+	"max_replication_slots":           "10",
+	"max_wal_senders":                 "10",
+	"max_logical_replication_workers": "4",
 }
 
 func migrate(ctx context.Context) error {

@@ -49,7 +49,26 @@ func TestEngine(t *testing.T) {
 		t.Fatalf("engine %q, citus extension in the test database: %v", Engine(), hasCitus)
 	}
 	if Engine() != Citus {
+		// A plain private cluster keeps the default: logical WAL is only
+		// for the Citus nodes, whose shards move by logical replication.
+		var level string
+		if err := pool.QueryRow(ctx, `SHOW wal_level`).Scan(&level); err != nil {
+			t.Fatal(err)
+		}
+		if Cluster() != nil && level != "replica" {
+			t.Errorf("wal_level = %s on the private PostgreSQL, want the default, replica", level)
+		}
 		return
+	}
+	// Shards move online only when every node decodes its WAL logically.
+	var notLogical []string
+	rows, err := pool.Query(ctx, `SELECT nodename FROM run_command_on_all_nodes('SHOW wal_level') r
+		JOIN pg_dist_node USING (nodeid) WHERE r.result <> 'logical'`)
+	if err == nil {
+		notLogical, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	}
+	if err != nil || len(notLogical) > 0 {
+		t.Fatalf("wal_level is not logical on %v (%v): shards could not move online", notLogical, err)
 	}
 	var workers int
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_dist_node WHERE groupid > 0 AND isactive`).Scan(&workers); err != nil || workers != 2 {
@@ -68,7 +87,7 @@ func TestEngine(t *testing.T) {
 	if err := pool.QueryRow(ctx, `SELECT count(DISTINCT nodename) FROM citus_shards WHERE table_name = 't'::regclass AND shard_size > 8192`).Scan(&nodes); err != nil || nodes != 2 {
 		t.Fatalf("rows on %d nodes (%v), want 2", nodes, err)
 	}
-	rows, err := pool.Query(ctx, `EXPLAIN SELECT n FROM t WHERE account_sid = 'AC7'`)
+	rows, err = pool.Query(ctx, `EXPLAIN SELECT n FROM t WHERE account_sid = 'AC7'`)
 	if err != nil {
 		t.Fatal(err)
 	}
