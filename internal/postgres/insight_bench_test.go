@@ -159,6 +159,17 @@ func TestMeasureIdentityInsight(t *testing.T) {
 		})
 		t.Logf("  %s: %v", c.name, d.Round(time.Millisecond))
 	}
+	// The lookalike statements read the rows whose key is set and probe an
+	// index once per key; a scan of the month's rows would make them
+	// O(users) again (the groups' first page read them and took 3.3 s).
+	for name, args := range map[string][]any{
+		"lookalike count":  {m.Start(), nil},
+		"lookalike groups": {m.Start(), nil, nil, "", "", 101},
+	} {
+		if plan := explain(t, pool, stmts[name].SQL, append([]any{ac}, args...)...); strings.Contains(plan, "Seq Scan") {
+			t.Errorf("%s scans the month:\n%s", name, plan)
+		}
+	}
 	if want := int64(2 * (n / 1000)); st.LookalikeIdentities != want {
 		t.Errorf("%d lookalike identities, want %d", st.LookalikeIdentities, want)
 	}
