@@ -216,6 +216,9 @@ func citusNodeOptions(opts Options, nodeDir string) Options {
 		// query workers.
 		"max_worker_processes":      "64",
 		"max_prepared_transactions": "200", // two-phase commits on the workers
+		// Online shard moves (citus_move_shard_placement, the rebalancer)
+		// copy by logical replication: docs/scale-out.md.
+		"wal_level": "logical",
 	}
 	for k, v := range opts.Settings {
 		settings[k] = v

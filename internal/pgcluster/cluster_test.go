@@ -172,6 +172,11 @@ func TestCitus(t *testing.T) {
 	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_dist_node WHERE noderole = 'primary' AND groupid > 0 AND isactive`).Scan(&workers); err != nil || workers != 2 {
 		t.Fatalf("%d workers registered (%v), want 2", workers, err)
 	}
+	// Online shard moves replicate logically: every node needs it.
+	var logical int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM run_command_on_all_nodes('SHOW wal_level') WHERE result = 'logical'`).Scan(&logical); err != nil || logical != 3 {
+		t.Fatalf("%d of 3 nodes have wal_level logical (%v)", logical, err)
+	}
 	if _, err := conn.Exec(ctx, `CREATE TABLE t (account_sid text PRIMARY KEY, n int);
 		SELECT create_distributed_table('t', 'account_sid');
 		INSERT INTO t SELECT 'AC' || i, i FROM generate_series(1, 100) i`); err != nil {
