@@ -60,7 +60,7 @@ func (e *env) serveCommand() *cobra.Command {
 // lets requests in flight finish for up to shutdownGrace.
 func (e *env) serveAPI(ctx context.Context, ln net.Listener, pool *pgxpool.Pool, box *secrets.Box, log *slog.Logger) error {
 	cfg := e.cfg
-	alertsCfg, runAlerts := e.alerts(pool, box, log)
+	alertsCfg, runAlerts, folded := e.alerts(pool, box, log)
 	store := postgres.New(pool, time.Now)
 	job := &billing.Job{Store: store, Now: time.Now, FinalizeAfter: cfg.finalizeAfter, Log: log}
 	var migrated atomic.Bool
@@ -109,9 +109,14 @@ func (e *env) serveAPI(ctx context.Context, ln net.Listener, pool *pgxpool.Pool,
 	defer func() { stopJob(); <-jobDone }()
 	// Bodies append to rollup_pending; folding it in the background keeps
 	// what a read merges in small. Four folds at once: every part of one
-	// busy account (postgres.FoldParts), or parts of several.
+	// busy account (postgres.FoldParts), or parts of several. Each account
+	// a fold changed is handed to the alerts' evaluator, which compares its
+	// alerts soon after rather than at its next pass over every alert.
 	foldDone := make(chan struct{})
-	go func() { store.FoldInBackground(jobCtx, cfg.foldInterval, postgres.FoldParts, nil, log); close(foldDone) }()
+	go func() {
+		store.FoldInBackground(jobCtx, cfg.foldInterval, postgres.FoldParts, folded, log)
+		close(foldDone)
+	}()
 	defer func() { stopJob(); <-foldDone }()
 	// Usage alerts: evaluation and the webhook outbox's delivery (§14).
 	alertsDone := make(chan struct{})
@@ -148,8 +153,9 @@ func (e *env) serveAPI(ctx context.Context, ln net.Listener, pool *pgxpool.Pool,
 
 // alerts builds usage alerts from the settings TALLY_WEBHOOK_ALLOW_PRIVATE
 // and TALLY_ALERT_INTERVAL. run evaluates and delivers until its context
-// ends.
-func (e *env) alerts(pool *pgxpool.Pool, box *secrets.Box, log *slog.Logger) (httpapi.AlertsConfig, func(context.Context)) {
+// ends; folded is the background fold's onFolded, which marks an account
+// for evaluation without waiting.
+func (e *env) alerts(pool *pgxpool.Pool, box *secrets.Box, log *slog.Logger) (cfg httpapi.AlertsConfig, run func(context.Context), folded func(accountSID string)) {
 	allow, every := e.cfg.webhookAllowPrivate, e.cfg.alertInterval
 	store := postgres.New(pool, time.Now)
 	metrics := alerts.NewMetrics(store)
@@ -158,11 +164,11 @@ func (e *env) alerts(pool *pgxpool.Pool, box *secrets.Box, log *slog.Logger) (ht
 	}
 	eval := &alerts.Evaluator{Store: store, Metrics: metrics, Log: log}
 	worker := &alerts.Worker{Store: store, Box: box, Metrics: metrics, Log: log, AllowPrivate: allow}
-	run := func(ctx context.Context) {
+	run = func(ctx context.Context) {
 		done := make(chan struct{})
 		go func() { eval.Run(ctx, every); close(done) }()
 		worker.Run(ctx, alerts.DefaultPoll)
 		<-done
 	}
-	return httpapi.AlertsConfig{AllowPrivate: allow, Metrics: metrics}, run
+	return httpapi.AlertsConfig{AllowPrivate: allow, Metrics: metrics}, run, eval.Changed
 }

@@ -279,6 +279,20 @@ func (s *Store) UnfiredAccountAlerts(ctx context.Context, accountSID string, m u
 	return as, nil
 }
 
+// UnfiredAlertsOf is UnfiredAlerts for some accounts: those whose figures
+// a fold has just changed, which is what the evaluator compares between
+// its passes over every alert.
+func (s *Store) UnfiredAlertsOf(ctx context.Context, accounts []string, m usage.Month) ([]Alert, error) {
+	as, err := collectAlerts(s.pool.Query(ctx, `SELECT `+alertColumns+` FROM alerts a
+		WHERE account_sid = ANY($1) AND NOT EXISTS (SELECT 1 FROM alert_firings f
+		                  WHERE f.account_sid = a.account_sid AND f.alert_sid = a.alert_sid AND f.month = $2)
+		ORDER BY account_sid, created_at, alert_sid`, accounts, m.Start()))
+	if err != nil {
+		return nil, translate(fmt.Errorf("unfired alerts of %d accounts in %s: %w", len(accounts), m, err))
+	}
+	return as, nil
+}
+
 // AlertFigures is what an alert compares with its threshold: an account's
 // active users in a month as its report counts them, and the rate card its
 // report prices them with (nil without one).
