@@ -4,9 +4,11 @@
 // boundary.
 //
 // A transaction is always pgx.BeginTxFunc(ctx, pool or connection,
-// pgx.TxOptions{...}, fn), called by the exported method that owns it, with
-// its isolation level and access mode written out (pgx.TxOptions{} is read
-// committed, read-write); unexported helpers take the pgx.Tx. A pipeline
+// pgx.TxOptions{...}, fn), called by the exported method that owns it (or
+// by the one function that is that method's transaction: a fold's attempt,
+// readRollup for a read of the rollup), with its isolation level and access
+// mode written out (pgx.TxOptions{} is read committed, read-write);
+// unexported helpers take the pgx.Tx. A pipeline
 // (pgx.Batch) is only ever sent on that tx, never on the pool, where it
 // would run as an implicit transaction committed by its Close. The rule and
 // its reasons are in docs/design.md, "Transactions".
@@ -63,17 +65,6 @@ func (s *Store) Ping(ctx context.Context) error {
 		return translate(fmt.Errorf("ping: %w", err))
 	}
 	return nil
-}
-
-// inTx runs fn in one read-committed transaction, committing when fn
-// returns nil, and translates the error.
-//
-// Deprecated: a transaction is pgx.BeginTxFunc with its options written
-// out, in the exported method that owns it (docs/design.md,
-// "Transactions"). inTx stays until its last callers, in alerts.go and
-// reports.go, are converted; then it goes.
-func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
-	return translate(pgx.BeginFunc(ctx, s.pool, fn))
 }
 
 // translate maps driver errors to usage error kinds: no rows → not found,
