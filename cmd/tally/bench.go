@@ -32,12 +32,16 @@ type benchOptions struct {
 	engines                   string
 	readEvents, readUsers     int
 	serverLogs                string
+	alerts, alertAccounts     int
+	// webhookCA is the alerts bench's receiver certificate, which the
+	// server trusts through SSL_CERT_FILE.
+	webhookCA string
 }
 
 func (e *env) benchCommand() *cobra.Command {
 	var o benchOptions
 	cmd := &cobra.Command{
-		Use:   "bench ingest|tokens|report|reads|all",
+		Use:   "bench ingest|tokens|report|reads|alerts|all",
 		Short: "Measure ingest, tokens, reports and reads on this machine, each beside its yardstick in the same run",
 		Long: `bench starts a private PostgreSQL (or uses DATABASE_URL), runs tally serve as a
 separate process on loopback and drives it from this process. Each figure is
@@ -57,9 +61,15 @@ load generator and the whole machine spent per event is read from /proc.
 reads measures the latency of a provisional report and of identity
 statistics of one account (--read-events events of --read-users users) while
 nothing else runs, while another account ingests as fast as it can and
-while the same account does, each for --duration, and prints p50 and p99.`,
+while the same account does, each for --duration, and prints p50 and p99.
+
+alerts measures JSON ingest (bodies of 100 events, in the current month, over
+--alert-accounts accounts) with no alert, then with --alerts alerts spread
+over those accounts that fire one after another as the figures grow, their
+webhooks delivered to a local HTTPS receiver; the order alternates between
+runs, and the ratio is taken run by run.`,
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: []string{"ingest", "tokens", "report", "reads", "all"},
+		ValidArgs: []string{"ingest", "tokens", "report", "reads", "alerts", "all"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return e.bench(cmd.Context(), args[0], o)
 		},
@@ -77,6 +87,8 @@ while the same account does, each for --duration, and prints p50 and p99.`,
 	f.IntVar(&o.accounts, "accounts", 1, "accounts the ingest bodies are spread over, round robin (on Citus, spread evenly over the workers)")
 	f.IntVar(&o.readEvents, "read-events", 1_000_000, "events of the account read by the reads bench")
 	f.IntVar(&o.readUsers, "read-users", 100_000, "distinct users of the account read by the reads bench")
+	f.IntVar(&o.alerts, "alerts", 1000, "alerts of the alerts bench, spread over --alert-accounts accounts")
+	f.IntVar(&o.alertAccounts, "alert-accounts", 100, "accounts the alerts bench ingests into and spreads its alerts over")
 	f.StringVar(&o.serverLogs, "server-logs", "", "write each engine's tally serve log to tally-serve-ENGINE.log in this dir")
 	return cmd
 }
@@ -133,6 +145,7 @@ func parseEngines(o benchOptions) ([]string, int, error) {
 
 func (e *env) bench(ctx context.Context, what string, o benchOptions) error {
 	out := e.stdout
+	var receiver *bench.Receiver
 	names, workers, err := parseEngines(o)
 	if err != nil {
 		return err
@@ -152,6 +165,28 @@ func (e *env) bench(ctx context.Context, what string, o benchOptions) error {
 		}
 		defer os.RemoveAll(tmp)
 		dir = tmp
+	}
+	if what == "alerts" || what == "all" {
+		if o.alerts < 1 || o.alertAccounts < 1 {
+			return fmt.Errorf("--alerts %d, --alert-accounts %d: want 1 or more", o.alerts, o.alertAccounts)
+		}
+		// Before the servers start: they are told to trust its certificate.
+		caDir := dir
+		if caDir == "" {
+			tmp, err := os.MkdirTemp("", "tally-bench-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(tmp)
+			caDir = tmp
+		}
+		recv, err := bench.StartReceiver(caDir)
+		if err != nil {
+			return err
+		}
+		defer recv.Close()
+		o.webhookCA = recv.CAFile
+		receiver = recv
 	}
 	var engines []*benchEngine
 	defer func() {
@@ -193,6 +228,11 @@ func (e *env) bench(ctx context.Context, what string, o benchOptions) error {
 	}
 	if what == "reads" || what == "all" {
 		if err := benchReads(ctx, e, engines, o); err != nil {
+			return err
+		}
+	}
+	if what == "alerts" || what == "all" {
+		if err := benchAlerts(ctx, e, engines, receiver, o); err != nil {
 			return err
 		}
 	}
@@ -292,7 +332,12 @@ func (e *env) startEngine(ctx context.Context, name string, workers int, dbURL, 
 		g.stops = append(g.stops, func() { f.Close() })
 		serverLog = f
 	}
-	server, base, err := bench.StartServer(ctx, self, cleanBenchEnv(dbURL, master), serverLog)
+	serverEnv := cleanBenchEnv(dbURL, master)
+	if o.webhookCA != "" {
+		// The alerts bench's receiver is on loopback, its certificate its own.
+		serverEnv = append(serverEnv, "TALLY_WEBHOOK_ALLOW_PRIVATE=1", "SSL_CERT_FILE="+o.webhookCA)
+	}
+	server, base, err := bench.StartServer(ctx, self, serverEnv, serverLog)
 	if err != nil {
 		g.close()
 		return nil, err
