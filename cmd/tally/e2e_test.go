@@ -93,8 +93,14 @@ func (s *syncBuffer) String() string {
 // waits until /readyz answers.
 func startDev(t *testing.T, bin, dataDir string, args ...string) (*devProcess, credentials) {
 	t.Helper()
+	return startDevEnv(t, bin, dataDir, nil, args...)
+}
+
+// startDevEnv is startDev with settings env (NAME=value) in its environment.
+func startDevEnv(t *testing.T, bin, dataDir string, env []string, args ...string) (*devProcess, credentials) {
+	t.Helper()
 	cmd := exec.Command(bin, append([]string{"dev", "--addr", "127.0.0.1:0", "--data-dir", dataDir}, args...)...)
-	cmd.Env = cleanEnv()
+	cmd.Env = cleanEnv(env...)
 	out := &strings.Builder{}
 	pr, pw := io.Pipe()
 	cmd.Stdout = pw
