@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/tallyhq/tally/internal/billing"
 	"github.com/tallyhq/tally/internal/postgres"
 	"github.com/tallyhq/tally/internal/usage"
 )
@@ -71,7 +72,7 @@ func Job(ctx context.Context, store *postgres.Store, accountSID string, m usage.
 // Finalize times storing version 1 (figures, frozen roster and checksum).
 func Finalize(ctx context.Context, store *postgres.Store, accountSID string, m usage.Month) (time.Duration, error) {
 	start := time.Now()
-	_, err := store.FinalizeMonth(ctx, accountSID, m)
+	_, err := billing.Finalize(ctx, store, accountSID, m)
 	return time.Since(start), err
 }
 

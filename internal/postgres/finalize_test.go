@@ -99,33 +99,6 @@ func TestBodyDuringFinalizationIsLate(t *testing.T) {
 	}
 }
 
-// TestFinalizeMonthStoresVersionOne: the deprecated FinalizeMonth, kept for
-// callers that store version 1 of a fresh month, stores it once and then
-// returns it, leaving revisions to billing.Finalize.
-func TestFinalizeMonthStoresVersionOne(t *testing.T) {
-	s, pool, ac := newStore(t)
-	oct := mustMonth(t, "2026-10")
-	record(t, s, ac, events(ev("e1", "alice", "2026-10-05T12:00:00Z")))
-	v1, err := s.FinalizeMonth(t.Context(), ac, oct)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if v1.Version == nil || *v1.Version != 1 || v1.ActiveUsers != 1 || v1.Supersedes != nil {
-		t.Fatalf("first FinalizeMonth: %+v, want version 1 with alice", v1)
-	}
-	record(t, s, ac, events(ev("e2", "bob", "2026-10-06T12:00:00Z")))
-	again, err := s.FinalizeMonth(t.Context(), ac, oct)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if again.Version == nil || *again.Version != 1 || again.Checksum != v1.Checksum {
-		t.Fatalf("second FinalizeMonth: %+v, want version 1 as stored", again)
-	}
-	if n := count(t, pool, `SELECT count(*) FROM report_versions WHERE account_sid = $1`, ac); n != 1 {
-		t.Fatalf("%d versions, want 1", n)
-	}
-}
-
 func mustMonth(t *testing.T, s string) usage.Month {
 	t.Helper()
 	m, err := usage.ParseMonth(s)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tallyhq/tally/internal/billing"
 	"github.com/tallyhq/tally/internal/pgtest"
 	"github.com/tallyhq/tally/internal/postgres"
 	"github.com/tallyhq/tally/internal/usage"
@@ -57,7 +58,7 @@ func TestMonthReportsMatchEachAccount(t *testing.T) {
 		`{"currency":"USD","free_users":2,"tiers":[{"up_to":null,"unit_price":"0.05"}]}`)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.FinalizeMonth(t.Context(), accounts[2], oct); err != nil {
+	if _, err := billing.Finalize(t.Context(), s, accounts[2], oct); err != nil {
 		t.Fatal(err)
 	}
 	record(t, s, accounts[0], events(ev("late", "user-9", "2026-10-20T12:00:00Z"))) // still pending

@@ -437,29 +437,6 @@ func (h *MonthHold) ClearRevisionDue(ctx context.Context) error {
 	return nil
 }
 
-// FinalizeMonth stores version 1 of a month that has none, and nothing
-// otherwise; it returns the version it stored, or the latest.
-//
-// Deprecated: billing.Finalize decides which version to store (version 1,
-// a revision N+1, or none) on HoldMonth. FinalizeMonth stays only for
-// callers owned elsewhere (internal/bench, platform_test.go), which store
-// version 1 of a month that has none; then it goes.
-func (s *Store) FinalizeMonth(ctx context.Context, accountSID string, m usage.Month) (usage.Report, error) {
-	var r usage.Report
-	err := s.HoldMonth(ctx, accountSID, m, func(h *MonthHold) error {
-		var err error
-		r, err = h.Latest(ctx)
-		if errors.Is(err, usage.ErrNotFound) {
-			r, err = h.StoreVersion(ctx, NewVersion{Version: 1})
-		}
-		return err
-	})
-	if err != nil {
-		return usage.Report{}, fmt.Errorf("finalize %s %s: %w", accountSID, m, err)
-	}
-	return r, nil
-}
-
 // DueMonth is an account-month the scheduler must run.
 type DueMonth struct {
 	AccountSID string
