@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tallyhq/tally/internal/billing"
+	"github.com/tallyhq/tally/internal/billing/pricing"
 	"github.com/tallyhq/tally/internal/postgres"
 	"github.com/tallyhq/tally/internal/usage"
 	"github.com/tallyhq/tally/reports"
@@ -77,7 +78,7 @@ func (e *env) reportCommand() *cobra.Command {
 				}
 				amount := "-"
 				if out.Billing != nil {
-					amount = out.Billing.Currency + " " + out.Billing.Amount.StringFixed(billing.MinorUnits(out.Billing.Currency))
+					amount = out.Billing.Currency + " " + out.Billing.Amount.StringFixed(pricing.MinorUnits(out.Billing.Currency))
 				}
 				rows = append(rows, strings.Join([]string{a, names[a], m.String(), version, out.Status, action,
 					fmt.Sprint(out.ActiveUsers), amount}, "\t"))

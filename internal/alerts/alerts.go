@@ -22,7 +22,7 @@ import (
 
 	"github.com/shopspring/decimal"
 
-	"github.com/tallyhq/tally/internal/billing"
+	"github.com/tallyhq/tally/internal/billing/pricing"
 	"github.com/tallyhq/tally/internal/postgres"
 	"github.com/tallyhq/tally/internal/usage"
 	"github.com/tallyhq/tally/reports"
@@ -207,8 +207,8 @@ type Body struct {
 // amountValue renders an amount with its currency's decimals, as the
 // report writes it ("40.00").
 func amountValue(v decimal.Decimal, card []byte) json.RawMessage {
-	var rc billing.RateCard
+	var rc pricing.RateCard
 	_ = json.Unmarshal(card, &rc)
-	b, _ := json.Marshal(v.StringFixed(billing.MinorUnits(rc.Currency)))
+	b, _ := json.Marshal(v.StringFixed(pricing.MinorUnits(rc.Currency)))
 	return b
 }

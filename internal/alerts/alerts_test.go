@@ -72,7 +72,7 @@ func (e *env) evaluator() *alerts.Evaluator { return &alerts.Evaluator{Store: e.
 // users records one event for each of n new identities of account, now.
 func (e *env) users(t *testing.T, account string, from, n int) {
 	t.Helper()
-	var b postgres.Batch
+	var b usage.EventList
 	for i := from; i < from+n; i++ {
 		b.Events = append(b.Events, usage.Event{ID: fmt.Sprintf("e%d", i), Activity: usage.Send, Source: usage.SDK,
 			ServiceSID: "IS1", Identity: fmt.Sprintf("user%d", i), OccurredAt: e.clock().Add(-time.Second)})

@@ -80,7 +80,7 @@ func benchIngest(b *testing.B, nAlerts int) {
 			events[j] = usage.Event{ID: fmt.Sprintf("e%d-%d", i, j), Activity: usage.Send, Source: usage.SDK, ServiceSID: "IS1",
 				Identity: fmt.Sprintf("u%d-%d", i/accounts, j), OccurredAt: now}
 		}
-		if _, err := store.RecordEvents(b.Context(), sids[i%accounts], &postgres.Batch{Events: events}); err != nil {
+		if _, err := store.RecordEvents(b.Context(), sids[i%accounts], &usage.EventList{Events: events}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -12,7 +12,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/tallyhq/tally/internal/billing"
+	"github.com/tallyhq/tally/internal/billing/pricing"
 	"github.com/tallyhq/tally/internal/postgres"
 	"github.com/tallyhq/tally/internal/usage"
 )
@@ -72,13 +72,13 @@ func AvoidableAmount(st usage.IdentityStats) (*string, error) {
 	if st.RateCard == nil {
 		return nil, nil
 	}
-	var rc billing.RateCard
+	var rc pricing.RateCard
 	if err := json.Unmarshal(st.RateCard, &rc); err != nil {
 		return nil, fmt.Errorf("rate card: %w", err)
 	}
-	full := billing.Price(st.BilledUsers, rc)
-	without := billing.Price(max(st.BilledUsers-st.AvoidableUsers(), 0), rc)
-	a := full.Amount.Sub(without.Amount).StringFixed(billing.MinorUnits(rc.Currency))
+	full := pricing.Price(st.BilledUsers, rc)
+	without := pricing.Price(max(st.BilledUsers-st.AvoidableUsers(), 0), rc)
+	a := full.Amount.Sub(without.Amount).StringFixed(pricing.MinorUnits(rc.Currency))
 	return &a, nil
 }
 

@@ -12,7 +12,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/tallyhq/tally/internal/billing"
+	"github.com/tallyhq/tally/internal/billing/pricing"
 	"github.com/tallyhq/tally/internal/postgres"
 	"github.com/tallyhq/tally/internal/usage"
 	"github.com/tallyhq/tally/reports"
@@ -280,7 +280,7 @@ func (s *Server) putRateCard(c echo.Context) error {
 	if !principal(c).Platform || principal(c).Role != usage.RoleAdmin {
 		return fmt.Errorf("rate cards are set by platform admins: %w", usage.ErrForbidden)
 	}
-	var rc billing.RateCard
+	var rc pricing.RateCard
 	if err := decodeJSON(c, &rc); err != nil {
 		return err
 	}

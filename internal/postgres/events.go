@@ -14,12 +14,6 @@ import (
 	"github.com/tallyhq/tally/internal/usage"
 )
 
-// Batch is the old name of usage.EventList.
-//
-// Deprecated: use usage.EventList; the alias stays only until the tests of
-// internal/alerts, which still name it, are switched.
-type Batch = usage.EventList
-
 // The staging table lives per connection (temporary, emptied at commit), so
 // a streamed body is copied in one COPY and merged in one statement.
 const createStaging = `CREATE TEMP TABLE IF NOT EXISTS ingest_staging (
