@@ -19,7 +19,7 @@ var (
 	FoldDelete     = foldDelete
 )
 
-// AfterMonthLock makes HoldMonth call fn while it holds its month's
+// AfterMonthLock makes FinalizeMonth call fn while it holds its month's
 // lock, after its fold, for tests that ingest meanwhile.
 func (s *Store) AfterMonthLock(fn func()) { s.afterMonthLock = fn }
 
@@ -39,6 +39,7 @@ func AccountStatements() map[string]Statement {
 		"fold month users":   {foldMonthUsers, []any{0, foldParts}},
 		"fold users":         {foldUsers, []any{0, foldParts}},
 		"fold delete":        {foldDelete, []any{0, foldParts}},
+		"fold lookalikes":    {foldLookalikeSelves, []any{0, foldParts}},
 		"fold part pending":  {foldPartPending, []any{0, foldParts}},
 		"pending":            {foldPending, nil},
 		"lock months":        {lockMonths, []any{months}},

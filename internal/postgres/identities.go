@@ -60,37 +60,19 @@ WHERE account_sid = $1 AND month = $2 AND ($3::text IS NULL OR service_sid = $3)
 ORDER BY events DESC, service_sid, identity LIMIT 10`
 
 // lookalikeCount counts the identities in groups of two or more that share
-// a lookalike key within a service. lookalike is NULL where the key is the
-// identity itself (migration 00017), and two identities of a service cannot
-// both be their own key, so every group holds a row whose lookalike is set:
-// the groups are those rows (the partial index month_users_lookalike) and,
-// for each key, the one identity that is that key, if active (a probe of
-// month_users_pkey; that identity's lookalike is NULL, as a key is its own
-// key, so the probe need not read it from the table). EXPLAIN: an index
-// scan of the partial index, grouped, and one primary-key probe per key;
-// nothing over the identities that are their own key.
-//
-// OFFSET 0 keeps the planner from flattening the groups into the outer
-// aggregate, where the probe was planned once for each use of self (the
-// filter and the sum): that doubled the estimate to 1.1 M, past
-// jit_inline_above_cost, and LLVM inlining and optimization took 0.3–0.5 s
-// of a 1 M-user month's statistics. IdentityStats runs this statement
-// without JIT (noJIT).
-const lookalikeCount = `SELECT coalesce(sum(n + self) FILTER (WHERE n + self >= 2), 0) FROM (
-    SELECT g.n, (EXISTS (SELECT 1 FROM month_users u WHERE u.account_sid = $1 AND u.month = $2
-                         AND u.service_sid = g.service_sid AND u.identity = g.lookalike))::int AS self
-    FROM (SELECT service_sid, lookalike, count(*) AS n FROM month_users
-          WHERE account_sid = $1 AND month = $2 AND ($3::text IS NULL OR service_sid = $3) AND lookalike IS NOT NULL
-          GROUP BY service_sid, lookalike) AS g
-    OFFSET 0) AS c`
-
-// noJIT turns JIT off for the rest of a read's transaction, for the
-// statements that probe an index once per lookalike key (lookalikeCount,
-// lookalikeGroups): their estimate (a random page per probe) is far past
-// jit_above_cost while each probe takes microseconds, so compiling them
-// cost more than running them. A read with pending events already runs
-// without JIT (liveSettings).
-var noJIT = settingsSQL([][2]string{{"citus.propagate_set_commands", "'local'"}, {"jit", "off"}})
+// a lookalike key within a service. Every member of such a group has its
+// key set: an identity whose key is another identity always (migration
+// 00017), and the identity that is the key once a twin is active (the fold
+// marks it, pendingLookalike; migration 00020). So the groups are the rows
+// of the partial index month_users_lookalike, grouped: an index-only scan
+// of the identities not their own key, nothing over the others. With 1 M
+// users, 100 000 of them not their own key: ~0.05 s; probing the primary
+// key for the identity that is each key, before the mark, took 1.3 s.
+const lookalikeCount = `SELECT coalesce(sum(n), 0) FROM (
+    SELECT count(*) AS n FROM month_users
+    WHERE account_sid = $1 AND month = $2 AND ($3::text IS NULL OR service_sid = $3) AND lookalike IS NOT NULL
+    GROUP BY service_sid, lookalike
+    HAVING count(*) >= 2) AS g`
 
 // billedUsers counts the month's users over all services, for the
 // avoidable amount of one service's figures (an index-only range).
@@ -159,10 +141,6 @@ func (s *Store) IdentityStats(ctx context.Context, accountSID string, m usage.Mo
 		if err != nil {
 			return fmt.Errorf("top identities: %w", err)
 		}
-		// Last, as JIT stays off for the rest of the transaction.
-		if _, err := tx.tx.Exec(ctx, noJIT); err != nil {
-			return fmt.Errorf("lookalike identities: %w", err)
-		}
 		if err := tx.QueryRow(ctx, lookalikeCount, accountSID, m.Start(), serviceSID).Scan(&st.LookalikeIdentities); err != nil {
 			return fmt.Errorf("lookalike identities: %w", err)
 		}
@@ -200,16 +178,14 @@ var identityFlags = map[string]string{
 	"multi_endpoint":     `cardinality(m.endpoints) >= 3`,
 	"reserved_character": fmt.Sprintf(`m.identity_flags & %d::smallint <> 0`, usage.FlagReserved),
 	"random_like":        fmt.Sprintf(`m.identity_flags & %d::smallint <> 0`, usage.FlagRandomLike),
-	// In a group of two or more (see lookalikeCount): a row with a key is
-	// joined by another row with that key or by the identity that is the
-	// key; a row that is its own key, by any row with that key.
+	// In a group of two or more (see lookalikeCount): every member has
+	// its key set, so another row with the same key. Inside CASE the
+	// EXISTS stays a probe of the partial index for each row the page
+	// walks; a bare AND EXISTS became a semi join of the whole month,
+	// sorted, 1.2 s for a first page of 1 M users.
 	"lookalike": `CASE WHEN m.lookalike IS NOT NULL THEN
         EXISTS (SELECT 1 FROM month_users o WHERE o.account_sid = $1 AND o.month = $2 AND o.service_sid = m.service_sid
-                AND o.lookalike = m.lookalike AND o.identity <> m.identity)
-     OR EXISTS (SELECT 1 FROM month_users o WHERE o.account_sid = $1 AND o.month = $2 AND o.service_sid = m.service_sid
-                AND o.identity = m.lookalike)
-     ELSE EXISTS (SELECT 1 FROM month_users o WHERE o.account_sid = $1 AND o.month = $2 AND o.service_sid = m.service_sid
-                AND o.lookalike = m.identity) END`,
+                AND o.lookalike = m.lookalike AND o.identity <> m.identity) ELSE false END`,
 }
 
 // IdentityFlags lists the flags of the identity listing.
@@ -344,38 +320,26 @@ type LookalikeGroupPosition struct {
 }
 
 // lookalikeGroups finds every group of two or more identities of a
-// service sharing a lookalike key as lookalikeCount counts them: the rows
-// whose key is set (an index-only scan of the partial index), grouped, and
-// per key one index-only probe of month_users_pkey for the identity that
-// is the key. Only the groups of the page then gather their identities and
-// events (the partial index again, and the key itself if active). Each
-// page finds the groups again: the work grows with the identities that are
-// not their own key, not with the month's users. EXPLAIN with 1 M users,
-// 100 000 of them not their own key: gathering every group's identities
-// and events before choosing the page read the month's rows (a parallel
-// seq scan, a sort spilling to disk, and a heap probe per key), 3.3 s a
-// page; now an index-only scan, a nested loop of probes and a top-N sort.
-// The key is an identity only when it is its own key, so it never matches
-// a row whose key is set.
+// service sharing a lookalike key as lookalikeCount counts them, from the
+// partial index alone (every member has its key set), and gathers the
+// identities and events of the page's groups only. Each page finds the
+// groups again: the work grows with the identities that are not their own
+// key, not with the month's users. EXPLAIN with 1 M users, 100 000 of them
+// not their own key: an index-only scan of the partial index, grouped, and
+// a top-N sort; gathering every group's identities and events first read
+// the month's rows (a parallel seq scan and a sort spilling to disk), 3.3 s
+// a page.
 const lookalikeGroups = `SELECT service_sid, key,
        ARRAY(SELECT i.identity FROM month_users i
              WHERE i.account_sid = $1 AND i.month = $2 AND i.service_sid = c.service_sid AND i.lookalike = c.key
-             UNION ALL
-             SELECT c.key WHERE c.self
-             ORDER BY 1) AS identities,
-       (SELECT coalesce(sum(i.events), 0) FROM month_users i
-        WHERE i.account_sid = $1 AND i.month = $2 AND i.service_sid = c.service_sid AND i.lookalike = c.key)::bigint
-       + (SELECT coalesce(sum(i.events), 0) FROM month_users i
-          WHERE i.account_sid = $1 AND i.month = $2 AND i.service_sid = c.service_sid AND i.identity = c.key)::bigint AS events
-FROM (SELECT service_sid, key, n + self::int AS n, self FROM (
-          SELECT g.service_sid, g.lookalike AS key, g.n,
-                 EXISTS (SELECT 1 FROM month_users u WHERE u.account_sid = $1 AND u.month = $2
-                         AND u.service_sid = g.service_sid AND u.identity = g.lookalike) AS self
-          FROM (SELECT service_sid, lookalike, count(*) AS n FROM month_users
-                WHERE account_sid = $1 AND month = $2 AND ($3::text IS NULL OR service_sid = $3) AND lookalike IS NOT NULL
-                GROUP BY service_sid, lookalike) AS g
-          OFFSET 0) AS p) AS c
-WHERE n >= 2 AND ($4::bigint IS NULL OR n < $4 OR (n = $4 AND (service_sid, key) > ($5, $6)))
+             ORDER BY i.identity) AS identities,
+       (SELECT sum(i.events) FROM month_users i
+        WHERE i.account_sid = $1 AND i.month = $2 AND i.service_sid = c.service_sid AND i.lookalike = c.key)::bigint AS events
+FROM (SELECT service_sid, lookalike AS key, count(*) AS n FROM month_users
+      WHERE account_sid = $1 AND month = $2 AND ($3::text IS NULL OR service_sid = $3) AND lookalike IS NOT NULL
+      GROUP BY service_sid, lookalike
+      HAVING count(*) >= 2) AS c
+WHERE $4::bigint IS NULL OR n < $4 OR (n = $4 AND (service_sid, key) > ($5, $6))
 ORDER BY n DESC, service_sid, key
 LIMIT $7`
 
@@ -389,9 +353,6 @@ func (s *Store) LookalikeGroups(ctx context.Context, q LookalikeQuery) ([]usage.
 	}
 	var out []usage.LookalikeGroup
 	err := s.readRollup(ctx, q.AccountSID, func(r rollupReader) error {
-		if _, err := r.tx.Exec(ctx, noJIT); err != nil {
-			return err
-		}
 		rows, err := r.Query(ctx, lookalikeGroups, q.AccountSID, q.Month.Start(), q.ServiceSID, size, afterService, afterKey, q.Limit)
 		if err != nil {
 			return err

@@ -228,3 +228,123 @@ func showGroups(gs []usage.LookalikeGroup) string {
 	}
 	return b.String()
 }
+
+// TestLookalikeTwinInALaterFold: the identity that is a group's key
+// ("alice") is marked with its own identity as key when a twin is active
+// in its service and month, whichever of the two is folded first, or if
+// both arrive in one fold; reads with the twin still pending count the
+// group too; a twin in another service or month marks nothing.
+func TestLookalikeTwinInALaterFold(t *testing.T) {
+	m, _ := usage.ParseMonth("2026-10")
+	type step struct {
+		identity, service, at string
+		fold                  bool
+	}
+	for name, steps := range map[string][]step{
+		"key first":      {{"alice", "IS1", "2026-10-05T12:00:00Z", true}, {"Alice", "IS1", "2026-10-06T12:00:00Z", false}},
+		"twin first":     {{"Alice", "IS1", "2026-10-05T12:00:00Z", true}, {"alice", "IS1", "2026-10-06T12:00:00Z", false}},
+		"one fold":       {{"Alice", "IS1", "2026-10-05T12:00:00Z", false}, {"alice", "IS1", "2026-10-06T12:00:00Z", false}},
+		"other service":  {{"alice", "IS1", "2026-10-05T12:00:00Z", true}, {"Alice", "IS2", "2026-10-06T12:00:00Z", false}},
+		"other month":    {{"alice", "IS1", "2026-10-05T12:00:00Z", true}, {"Alice", "IS1", "2026-11-06T12:00:00Z", false}},
+		"twin of a twin": {{"alice", "IS1", "2026-10-05T12:00:00Z", true}, {"Alice", "IS1", "2026-10-06T12:00:00Z", true}, {"ALICE", "IS1", "2026-10-07T12:00:00Z", false}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s, pool, ac := newStore(t)
+			want := map[string]int64{} // lookalike identities of October, after each step
+			var users [][2]string
+			for i, st := range steps {
+				e := ev(fmt.Sprintf("e%d", i), st.identity, st.at)
+				e.ServiceSID = st.service
+				record(t, s, ac, events(e))
+				if st.fold {
+					fold(t, s)
+				}
+				if strings.HasPrefix(st.at, "2026-10") {
+					users = append(users, [2]string{st.service, st.identity})
+				}
+			}
+			groups := map[[2]string]int64{}
+			for _, u := range users {
+				groups[[2]string{u[0], usage.LookalikeKey(u[1])}]++
+			}
+			for _, n := range groups {
+				if n >= 2 {
+					want["n"] += n
+				}
+			}
+			check := func(when string) {
+				t.Helper()
+				st, err := s.IdentityStats(t.Context(), ac, m, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				rows, err := s.Identities(t.Context(), postgres.IdentityQuery{AccountSID: ac, Month: m, Flag: "lookalike", Limit: 10})
+				if err != nil {
+					t.Fatal(err)
+				}
+				gs, err := s.LookalikeGroups(t.Context(), postgres.LookalikeQuery{AccountSID: ac, Month: m, Limit: 10})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var grouped int64
+				for _, g := range gs {
+					grouped += int64(len(g.Identities))
+				}
+				if st.LookalikeIdentities != want["n"] || int64(len(rows)) != want["n"] || grouped != want["n"] {
+					t.Errorf("%s: %d lookalike identities, %d flagged, %d in groups %v; want %d",
+						when, st.LookalikeIdentities, len(rows), grouped, gs, want["n"])
+				}
+			}
+			check("with the last events pending")
+			fold(t, s)
+			check("folded")
+			// Folded, the mark is in the table: every member of a group,
+			// and only those, has its key set.
+			marked := count(t, pool, `SELECT count(*) FROM month_users WHERE account_sid = $1 AND lookalike = identity`, ac)
+			var wantMarked int64
+			for g, n := range groups {
+				if n >= 2 && slices.Contains(users, [2]string{g[0], g[1]}) {
+					wantMarked++
+				}
+			}
+			if marked != wantMarked {
+				t.Errorf("%d identities marked as their own key, want %d", marked, wantMarked)
+			}
+		})
+	}
+}
+
+// TestLookalikeMarkMigration: migration 00020 marks the identities already
+// folded that are the key of an active twin, and its Down removes the
+// marks.
+func TestLookalikeMarkMigration(t *testing.T) {
+	s, pool, ac := newStore(t)
+	record(t, s, ac, events(ev("e1", "alice", "2026-10-05T12:00:00Z"), ev("e2", "Alice", "2026-10-05T12:00:00Z"),
+		ev("e3", "bob", "2026-10-05T12:00:00Z")))
+	fold(t, s)
+	const marked = `SELECT count(*) FROM month_users WHERE lookalike = identity`
+	if n := count(t, pool, marked); n != 1 {
+		t.Fatalf("%d identities marked after the fold, want 1 (alice)", n)
+	}
+	mig, err := postgres.NewMigrator(pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mig.Close()
+	if err := mig.DownTo(t.Context(), 19); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, pool, marked); n != 0 {
+		t.Fatalf("%d identities marked after down, want 0", n)
+	}
+	if err := mig.Up(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM month_users WHERE lookalike = identity AND identity = 'alice'`); n != 1 {
+		t.Fatalf("alice is not marked after up again")
+	}
+	m, _ := usage.ParseMonth("2026-10")
+	if st, err := s.IdentityStats(t.Context(), ac, m, nil); err != nil || st.LookalikeIdentities != 2 {
+		t.Fatalf("after the round trip: %d lookalike identities (%v), want 2", st.LookalikeIdentities, err)
+	}
+}

@@ -35,6 +35,16 @@ import (
 // livePrefix is the prefix of a statement that reads the rollup with the
 // account's pending events merged in.
 func livePrefix(cols pendingColumns) string {
+	// An identity of the rollup that is its own key is marked when a
+	// pending event brings an identity with its identity as key, as
+	// foldLookalikeSelves marks it.
+	lookalike := `coalesce(p.lookalike, m.lookalike)`
+	if cols.lookalike {
+		lookalike = `CASE WHEN m.lookalike IS NULL AND p.lookalike IS NULL
+                  AND (m.month, m.service_sid, m.identity) IN (SELECT month, service_sid, lookalike FROM pending_month_users
+                                                               WHERE lookalike IS NOT NULL)
+                THEN m.identity ELSE coalesce(p.lookalike, m.lookalike) END`
+	}
 	return `WITH pending_month_users AS MATERIALIZED (` + pendingMonthUsersWhere("", cols) + `),
 pending_users AS MATERIALIZED (
     SELECT service_sid, identity, min(month) AS first_month FROM rollup_pending
@@ -52,7 +62,7 @@ month_users AS NOT MATERIALIZED (
            CASE WHEN p.endpoints IS NULL OR p.endpoints <@ m.endpoints THEN m.endpoints
                 ELSE ARRAY(SELECT DISTINCT e FROM unnest(m.endpoints || p.endpoints) AS e ORDER BY e) END AS endpoints,
            m.identity_flags, greatest(m.last_received_at, p.last_received_at) AS last_received_at,
-           coalesce(p.lookalike, m.lookalike) AS lookalike, m.reserved
+           ` + lookalike + ` AS lookalike, m.reserved
     FROM month_users m
     LEFT JOIN pending_month_users p ON p.month = m.month AND p.service_sid = m.service_sid AND p.identity = m.identity
     WHERE m.account_sid = $1
@@ -81,8 +91,10 @@ var livePrefixes = func() map[pendingColumns]string {
 	out := map[pendingColumns]string{}
 	for _, first := range []bool{false, true} {
 		for _, endpoints := range []bool{false, true} {
-			c := pendingColumns{firstEvent: first, endpoints: endpoints}
-			out[c] = livePrefix(c)
+			for _, lookalike := range []bool{false, true} {
+				c := pendingColumns{firstEvent: first, endpoints: endpoints, lookalike: lookalike}
+				out[c] = livePrefix(c)
+			}
 		}
 	}
 	return out
@@ -98,6 +110,7 @@ func liveRollup(stmt string) string {
 	cols := pendingColumns{
 		firstEvent: strings.Contains(stmt, "first_activity") || strings.Contains(stmt, "first_event_id"),
 		endpoints:  strings.Contains(stmt, "endpoints"),
+		lookalike:  strings.Contains(stmt, "lookalike"),
 	}
 	return livePrefixes[cols] + stmt
 }
