@@ -19,7 +19,7 @@ var (
 	FoldDelete     = foldDelete
 )
 
-// AfterMonthLock makes FinalizeMonth call fn while it holds its month's
+// AfterMonthLock makes HoldMonth call fn while it holds its month's
 // lock, after its fold, for tests that ingest meanwhile.
 func (s *Store) AfterMonthLock(fn func()) { s.afterMonthLock = fn }
 
