@@ -194,7 +194,7 @@ var settings = []setting{
 		name: "TALLY_ALERT_INTERVAL",
 		cmds: []string{"serve", "dev"},
 		def:  "10s",
-		doc:  "how often usage alerts are compared with the month's figures",
+		doc:  "how often every usage alert is compared with the month's figures, at most 30s (an account's alerts are also compared right after its events are folded)",
 		parse: func(c *config, v string) error {
 			return positiveDuration(&c.alertInterval, v, "10s")
 		},
