@@ -68,16 +68,7 @@ func TestDevDeliversAWebhook(t *testing.T) {
 	acct := creds.Account
 	call := func(method, path, body string) (int, []byte) {
 		t.Helper()
-		req, _ := http.NewRequest(method, creds.BaseURL+path, strings.NewReader(body))
-		req.SetBasicAuth(acct.APIKeySID, acct.APIKeySecret)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, b
+		return callAPI(t, creds.BaseURL, acct, method, path, body)
 	}
 	st, b := call("POST", "/v1/accounts/"+acct.AccountSID+"/alerts",
 		`{"friendly_name":"two users","metric":"active_users","threshold":2,"webhook_url":"`+recv.URL+`/hook"}`)

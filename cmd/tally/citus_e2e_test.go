@@ -105,16 +105,8 @@ func TestDevCitusEndToEnd(t *testing.T) {
 
 func postBody(t *testing.T, c credentials, body string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest("POST", c.BaseURL+"/v1/accounts/"+c.Account.AccountSID+"/events", strings.NewReader(body))
-	req.SetBasicAuth(c.Account.APIKeySID, c.Account.APIKeySecret)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, strings.TrimSpace(string(b))
+	st, b := callAPI(t, c.BaseURL, c.Account, "POST", "/v1/accounts/"+c.Account.AccountSID+"/events", body)
+	return st, strings.TrimSpace(string(b))
 }
 
 func activeUsers(t *testing.T, c credentials, month string) int {

@@ -176,7 +176,15 @@ func (p *devProcess) wait(t *testing.T, dataDir string) {
 func postEvent(t *testing.T, c credentials, key credentialKey, id string) (int, string) {
 	t.Helper()
 	body := `{"events":[{"id":"` + id + `","activity":"send","source":"sdk","service_sid":"IS1","identity":"alice@example.com","occurred_at":"2026-10-05T12:00:00Z"}]}`
-	req, _ := http.NewRequest("POST", c.BaseURL+"/v1/accounts/"+c.Account.AccountSID+"/events", strings.NewReader(body))
+	st, b := callAPI(t, c.BaseURL, key, "POST", "/v1/accounts/"+c.Account.AccountSID+"/events", body)
+	return st, strings.TrimSpace(string(b))
+}
+
+// callAPI sends a JSON request with key's credentials and returns the
+// status and the body.
+func callAPI(t *testing.T, baseURL string, key credentialKey, method, path, body string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, baseURL+path, strings.NewReader(body))
 	req.SetBasicAuth(key.APIKeySID, key.APIKeySecret)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
@@ -185,7 +193,7 @@ func postEvent(t *testing.T, c credentials, key credentialKey, id string) (int, 
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, strings.TrimSpace(string(b))
+	return resp.StatusCode, b
 }
 
 // TestDevEndToEnd drives the built binary as a new user would: tally dev,
