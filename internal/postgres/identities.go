@@ -37,8 +37,8 @@ const (
 FROM month_users
 WHERE account_sid = $1 AND month = $2 AND ($3::text IS NULL OR service_sid = $3)
 GROUP BY reserved`
-	// The range (account_sid, first_month[, service_sid]) of
-	// users_first_month (migration 00014).
+	// The range (first_month, account_sid[, service_sid]) of
+	// users_month_first (migration 00021).
 	identityNew = `SELECT count(*) FROM users
 WHERE account_sid = $1 AND first_month = $2 AND ($3::text IS NULL OR service_sid = $3)`
 )

@@ -145,12 +145,13 @@ func TestScaleOutMigrationRoundTrip(t *testing.T) {
 	}
 }
 
-// TestReportIndexesMigrationRoundTrip: the figures' indexes (14) are built
-// outside a transaction, concurrently, and go and come back with it.
+// TestReportIndexesMigrationRoundTrip: the figures' indexes (14, users'
+// reordered by 21) are built outside a transaction, concurrently, and go
+// and come back with their migrations.
 func TestReportIndexesMigrationRoundTrip(t *testing.T) {
 	s, pool, ac := newStore(t)
 	record(t, s, ac, events(ev("e1", "alice", "2026-10-05T12:00:00Z")))
-	const indexes = `SELECT count(*) FROM pg_indexes WHERE indexname IN ('month_users_identity', 'users_first_month')`
+	const indexes = `SELECT count(*) FROM pg_indexes WHERE indexname IN ('month_users_identity', 'users_month_first', 'users_first_month')`
 	if n := count(t, pool, indexes); n != 2 {
 		t.Fatalf("%d of the 2 indexes after up", n)
 	}
@@ -159,6 +160,15 @@ func TestReportIndexesMigrationRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
+	if err := m.DownTo(t.Context(), 20); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM pg_indexes WHERE indexname = 'users_first_month'`); n != 1 {
+		t.Fatalf("after down to 20: users_first_month is not back")
+	}
+	if n := count(t, pool, indexes); n != 2 {
+		t.Fatalf("%d of the 2 indexes after down to 20", n)
+	}
 	if err := m.DownTo(t.Context(), 13); err != nil {
 		t.Fatal(err)
 	}
