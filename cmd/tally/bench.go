@@ -416,8 +416,9 @@ func benchAccounts(ctx context.Context, g *benchEngine, n int, citus bool) ([]be
 func cleanBenchEnv(dbURL, master string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "TALLY_PPROF_ADDR=") || strings.HasPrefix(kv, "TALLY_FOLD_INTERVAL=") {
-			env = append(env, kv) // profile the server, or try another fold interval, on request
+		if strings.HasPrefix(kv, "TALLY_PPROF_ADDR=") || strings.HasPrefix(kv, "TALLY_FOLD_INTERVAL=") ||
+			strings.HasPrefix(kv, "TALLY_MAX_PENDING=") {
+			env = append(env, kv) // profile the server, or try another fold interval or bound, on request
 			continue
 		}
 		if strings.HasPrefix(kv, "TALLY_") || strings.HasPrefix(kv, "DATABASE_URL=") {

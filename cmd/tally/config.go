@@ -32,6 +32,7 @@ type config struct {
 	addr                                                       string
 	finalizeAfter, reportInterval, foldInterval, alertInterval time.Duration
 	ingestLimit, tokenLimit                                    httpapi.Limit
+	maxPending                                                 int64
 	webhookAllowPrivate                                        bool
 	pprofAddr                                                  string
 	// The target of tally import, all three or none.
@@ -170,6 +171,21 @@ var settings = []setting{
 		doc:  "how often the background folds accepted events into the per-month rollup",
 		parse: func(c *config, v string) error {
 			return positiveDuration(&c.foldInterval, v, "1s")
+		},
+	},
+	{
+		name: "TALLY_MAX_PENDING",
+		// bench passes it on to the server it starts.
+		cmds: []string{"serve", "dev", "bench"},
+		def:  "5000",
+		doc:  "accepted events of one account not yet folded into the rollup above which its next body folds them before it is stored (0: no bound); every read of the account merges them in, so this bounds what a read costs while the account ingests",
+		parse: func(c *config, v string) error {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 0 {
+				return errors.New("is not a number of events such as 5000 (0 for no bound)")
+			}
+			c.maxPending = n
+			return nil
 		},
 	},
 	{

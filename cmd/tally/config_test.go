@@ -56,6 +56,7 @@ func TestConfig(t *testing.T) {
 		finalizeAfter  field = func(c config) any { return c.finalizeAfter }
 		reportInterval field = func(c config) any { return c.reportInterval }
 		foldInterval   field = func(c config) any { return c.foldInterval }
+		maxPending     field = func(c config) any { return c.maxPending }
 		alertInterval  field = func(c config) any { return c.alertInterval }
 		ingestLimit    field = func(c config) any { return c.ingestLimit }
 		tokenLimit     field = func(c config) any { return c.tokenLimit }
@@ -145,6 +146,11 @@ func TestConfig(t *testing.T) {
 			wantErr: `TALLY_REPORT_INTERVAL: "0s" is not a positive duration such as 10m`},
 		{name: "fold interval default", cmd: "dev", env: envOf(), got: foldInterval, want: time.Second},
 		{name: "fold interval", cmd: "serve", env: serveEnv("TALLY_FOLD_INTERVAL=250ms"), got: foldInterval, want: 250 * time.Millisecond},
+		{name: "max pending default", cmd: "serve", env: serveEnv(), got: maxPending, want: int64(5000)},
+		{name: "max pending", cmd: "dev", env: envOf("TALLY_MAX_PENDING=20000"), got: maxPending, want: int64(20_000)},
+		{name: "max pending: no bound", cmd: "serve", env: serveEnv("TALLY_MAX_PENDING=0"), got: maxPending, want: int64(0)},
+		{name: "max pending: negative", cmd: "serve", env: serveEnv("TALLY_MAX_PENDING=-1"),
+			wantErr: `TALLY_MAX_PENDING: "-1" is not a number of events such as 5000 (0 for no bound)`},
 		{name: "fold interval: not a duration", cmd: "serve", env: serveEnv("TALLY_FOLD_INTERVAL=abc"),
 			wantErr: `TALLY_FOLD_INTERVAL: "abc" is not a duration such as 1s`},
 		{name: "fold interval: bench checks what it passes on", cmd: "bench", env: envOf("TALLY_FOLD_INTERVAL=1"),

@@ -62,6 +62,7 @@ func (e *env) serveAPI(ctx context.Context, ln net.Listener, pool *pgxpool.Pool,
 	cfg := e.cfg
 	alertsCfg, runAlerts, folded := e.alerts(pool, box, log)
 	store := postgres.New(pool, time.Now)
+	store.SetMaxPending(cfg.maxPending)
 	job := &billing.Job{Store: store, Now: time.Now, FinalizeAfter: cfg.finalizeAfter, Log: log}
 	var migrated atomic.Bool
 	handler := httpapi.New(httpapi.Config{

@@ -120,6 +120,9 @@ var (
 // that merge it, in one round trip; any other source is streamed with a
 // COPY into a staging table first.
 func (s *Store) RecordEvents(ctx context.Context, accountSID string, src usage.EventSource) (usage.IngestResult, error) {
+	if err := s.makeRoom(ctx, accountSID); err != nil {
+		return usage.IngestResult{}, err
+	}
 	res, err := s.recordEvents(ctx, accountSID, src)
 	if err != nil {
 		var verr *usage.ValidationError

@@ -23,6 +23,10 @@ var (
 // lock, after its fold, for tests that ingest meanwhile.
 func (s *Store) AfterMonthLock(fn func()) { s.afterMonthLock = fn }
 
+// ProbeBacklogEveryBody makes every body probe its account's pending
+// events, for tests that count them after each body.
+func (s *Store) ProbeBacklogEveryBody() { s.backlogEvery = 0 }
+
 // Statement is a statement about one account ($1) and its other arguments.
 type Statement struct {
 	SQL  string

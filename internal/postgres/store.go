@@ -42,6 +42,12 @@ type Store struct {
 	// folding holds, per account, a one-slot channel: the turn to fold it
 	// (foldAccount).
 	folding sync.Map
+	// maxPending bounds each account's pending events (backlog.go);
+	// backlogs holds, per account, the last probe of them, which stands
+	// for backlogEvery.
+	maxPending   int64
+	backlogs     sync.Map
+	backlogEvery time.Duration
 	// afterMonthLock, when set (by tests), runs while HoldMonth holds its
 	// month's lock, after its fold and before the caller's decision.
 	afterMonthLock func()
@@ -53,7 +59,8 @@ func New(pool *pgxpool.Pool, now func() time.Time) *Store {
 	if now == nil {
 		now = time.Now
 	}
-	return &Store{pool: pool, now: now, finalizing: make(chan struct{}, 1)}
+	return &Store{pool: pool, now: now, finalizing: make(chan struct{}, 1), maxPending: DefaultMaxPending,
+		backlogEvery: backlogProbeEvery}
 }
 
 // Pool returns the underlying pool, for health checks and migrations.
