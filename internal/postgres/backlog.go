@@ -14,8 +14,8 @@ import (
 // speed) would otherwise grow it without bound, and every read of the
 // account with it. So a body of an account whose pending events are over
 // the bound first folds them, in its own request: ingestion slows down to
-// the pace of the fold, and a read merges at most about the bound (plus the
-// bodies of the last probe interval) however fast the account sends.
+// the pace of the fold, and a read merges about the bound at most (plus the
+// bodies in flight) however fast the account sends.
 //
 // The fold runs before the body's transaction and holds one connection at
 // a time (one part after the other), so a body waiting to fold holds no
@@ -32,22 +32,24 @@ import (
 // slowed from 18 900 to 14 500 events/s (tally bench reads).
 const DefaultMaxPending = 5_000
 
-// backlogProbeEvery (Store.backlogEvery) is how long a probe that found an
-// account's backlog under half the bound stands, so that an account sending
-// many small bodies (token verifications) is probed a few times a second,
-// not once per body; nearer the bound every body probes.
+// backlogProbeEvery (Store.backlogEvery) is how long a probe of an
+// account's backlog may stand, while what this process recorded for the
+// account since keeps it under half the bound: an account sending many small
+// bodies (token verifications) is probed a few times a second, not once per
+// body, and one sending fast nears the bound only through bodies that each
+// probe. The time bounds what other replicas add unseen.
 const backlogProbeEvery = 250 * time.Millisecond
 
 // backlogProbe counts an account's pending events up to $2 (an index range
 // scan of at most that many entries).
 const backlogProbe = `SELECT count(*) FROM (SELECT 1 FROM rollup_pending WHERE account_sid = $1 LIMIT $2) AS p`
 
-// backlog is the last probe of one account's pending events: when, and
-// whether it found them over half the bound (then it does not stand).
+// backlog is the last probe of one account's pending events: when, what it
+// found, and what this process recorded for the account since.
 type backlog struct {
-	mu   sync.Mutex
-	at   time.Time
-	near bool
+	mu       sync.Mutex
+	at       time.Time
+	n, since int64
 }
 
 // SetMaxPending bounds each account's pending events (see DefaultMaxPending);
@@ -63,7 +65,7 @@ func (s *Store) makeRoom(ctx context.Context, accountSID string) error {
 	v, _ := s.backlogs.LoadOrStore(accountSID, &backlog{})
 	b := v.(*backlog)
 	b.mu.Lock()
-	if time.Since(b.at) < s.backlogEvery && !b.near {
+	if time.Since(b.at) < s.backlogEvery && b.n+b.since <= s.maxPending/2 {
 		b.mu.Unlock()
 		return nil
 	}
@@ -72,9 +74,7 @@ func (s *Store) makeRoom(ctx context.Context, accountSID string) error {
 		b.mu.Unlock()
 		return translate(fmt.Errorf("probe the pending events of %s: %w", accountSID, err))
 	}
-	// Only a backlog well under the bound lets the probe stand: nearer,
-	// the bodies of one interval could take it far past.
-	b.at, b.near = time.Now(), n > s.maxPending/2
+	b.at, b.n, b.since = time.Now(), n, 0
 	b.mu.Unlock()
 	if n <= s.maxPending {
 		return nil
@@ -85,4 +85,14 @@ func (s *Store) makeRoom(ctx context.Context, accountSID string) error {
 		}
 	}
 	return nil
+}
+
+// recorded counts events this process added to an account's backlog.
+func (s *Store) recorded(accountSID string, events int64) {
+	if v, ok := s.backlogs.Load(accountSID); ok {
+		b := v.(*backlog)
+		b.mu.Lock()
+		b.since += events
+		b.mu.Unlock()
+	}
 }

@@ -81,3 +81,31 @@ func TestBodiesFoldAnAccountOverItsBound(t *testing.T) {
 		t.Errorf("%d active users, want %d", n, users)
 	}
 }
+
+// TestProbeStandsOnlyUnderHalfTheBound: bodies sent back to back, faster
+// than the probe's interval, still find the account over the bound as soon
+// as it is: a probe stands only while what was recorded since keeps the
+// backlog under half the bound, so the backlog never passes the bound by
+// more than a body.
+func TestProbeStandsOnlyUnderHalfTheBound(t *testing.T) {
+	s, pool, ac := newStore(t)
+	const bound, bodies, size = 2500, 12, 1000
+	s.SetMaxPending(bound)
+	at := time.Date(2026, 10, 3, 0, 0, 0, 0, time.UTC)
+	var most int64
+	for b := range bodies {
+		var l usage.EventList
+		for i := range size {
+			l.Events = append(l.Events, usage.Event{ID: fmt.Sprintf("b%d-%d", b, i), Activity: usage.Send,
+				Source: usage.SDK, ServiceSID: "IS1", Identity: fmt.Sprintf("u%d", i), OccurredAt: at})
+		}
+		record(t, s, ac, &l)
+		most = max(most, count(t, pool, `SELECT count(*) FROM rollup_pending WHERE account_sid = $1`, ac))
+	}
+	if most > bound+size {
+		t.Errorf("%d events pending at most, want at most %d (the bound and one body)", most, bound+size)
+	}
+	if most <= bound {
+		t.Errorf("%d events pending at most: the bodies never passed the bound, the test shows nothing", most)
+	}
+}

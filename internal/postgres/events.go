@@ -131,6 +131,7 @@ func (s *Store) RecordEvents(ctx context.Context, accountSID string, src usage.E
 		}
 		return usage.IngestResult{}, translate(fmt.Errorf("record events for %s: %w", accountSID, err))
 	}
+	s.recorded(accountSID, res.Accepted)
 	return res, nil
 }
 
