@@ -177,12 +177,12 @@ var settings = []setting{
 		name: "TALLY_MAX_PENDING",
 		// bench passes it on to the server it starts.
 		cmds: []string{"serve", "dev", "bench"},
-		def:  "5000",
+		def:  "2500",
 		doc:  "accepted events of one account not yet folded into the rollup above which its next body folds them before it is stored (0: no bound); every read of the account merges them in, so this bounds what a read costs while the account ingests",
 		parse: func(c *config, v string) error {
 			n, err := strconv.ParseInt(v, 10, 64)
 			if err != nil || n < 0 {
-				return errors.New("is not a number of events such as 5000 (0 for no bound)")
+				return errors.New("is not a number of events such as 2500 (0 for no bound)")
 			}
 			c.maxPending = n
 			return nil

@@ -24,13 +24,14 @@ import (
 // after the first fold only what came meanwhile.
 
 // DefaultMaxPending is the bound on an account's pending events that New
-// sets (TALLY_MAX_PENDING). The backlog peaks at a few times the bound
-// (the bodies between two probes, and those that pass a probe while a fold
-// runs): under full-speed ingest of one account of 30 000 users on 2
-// cores, 18 000 at 5 000 and 24 000 at 20 000; reads of the account took
-// p50 0.96 s at 5 000, 1.40 s at 20 000, 4.4 s unbounded, while ingest
-// slowed from 18 900 to 14 500 events/s (tally bench reads).
-const DefaultMaxPending = 5_000
+// sets (TALLY_MAX_PENDING). The backlog peaks at the bound and the bodies
+// in flight. tally bench reads, one account of 30 000 users ingesting at
+// full speed from 4 clients on 2 cores, PostgreSQL, medians of 3 runs:
+// report p50 / p99 0.53 / 0.81 s at 2 500 and 0.75 / 1.28 s at 5 000,
+// ingest 10 900 and 10 200 events/s (unbounded, an earlier single run:
+// 3.8 / 4.9 s, 14 700 events/s). Ingest spread over accounts did not slow
+// (docs/scale-out.md).
+const DefaultMaxPending = 2_500
 
 // backlogProbeEvery (Store.backlogEvery) is how long a probe of an
 // account's backlog may stand, while what this process recorded for the
