@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"strconv"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/tallyhq/tally/internal/postgres"
 	"github.com/tallyhq/tally/internal/usage"
 )
 
@@ -27,7 +29,7 @@ type metrics struct {
 	reportDur prometheus.Histogram
 }
 
-func newMetrics(pool *pgxpool.Pool) *metrics {
+func newMetrics(store *postgres.Store) *metrics {
 	m := &metrics{
 		registry: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -63,8 +65,8 @@ func newMetrics(pool *pgxpool.Pool) *metrics {
 	m.verifies.WithLabelValues("valid")
 	m.registry.MustRegister(m.requests, m.latency, m.events, m.tokens, m.verifies, m.reportRun, m.reportDur,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if pool != nil {
-		m.registry.MustRegister(poolCollector{pool})
+	if store != nil {
+		m.registry.MustRegister(poolCollector{store.Pool()}, backlogCollector{store})
 	}
 	return m
 }
@@ -115,4 +117,32 @@ func (p poolCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(poolTotal, prometheus.GaugeValue, float64(s.TotalConns()))
 	ch <- prometheus.MustNewConstMetric(poolMax, prometheus.GaugeValue, float64(s.MaxConns()))
 	ch <- prometheus.MustNewConstMetric(poolWaits, prometheus.CounterValue, float64(s.EmptyAcquireCount()))
+}
+
+// backlogCollector reports the events accepted but not yet folded into the
+// rollup, read from the database at scrape time: what reads merge in, and
+// what a fold that does not keep up leaves to grow.
+type backlogCollector struct{ store *postgres.Store }
+
+var (
+	backlogEvents = prometheus.NewDesc("tally_rollup_pending_events",
+		"Accepted events of every account not yet folded into the rollup.", nil, nil)
+	backlogAge = prometheus.NewDesc("tally_rollup_pending_oldest_seconds",
+		"How long ago the oldest event not yet folded was received (0 with none).", nil, nil)
+)
+
+func (backlogCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- backlogEvents
+	ch <- backlogAge
+}
+
+func (b backlogCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	n, age, err := b.store.Backlog(ctx)
+	if err != nil {
+		return // a scrape without the series says the database did not answer
+	}
+	ch <- prometheus.MustNewConstMetric(backlogEvents, prometheus.GaugeValue, float64(n))
+	ch <- prometheus.MustNewConstMetric(backlogAge, prometheus.GaugeValue, age.Seconds())
 }

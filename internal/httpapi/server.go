@@ -92,7 +92,7 @@ func New(cfg Config) *echo.Echo {
 		streams:       newStreamSlots(cfg.StreamConns),
 		keys:          newKeyCache(cfg.Store, cfg.Box, cfg.KeyTTL),
 		ready:         cfg.Ready,
-		metrics:       newMetrics(pool),
+		metrics:       newMetrics(cfg.Store),
 		job:           cfg.Job,
 		ingest:        newLimiter(orDefault(cfg.IngestLimit, DefaultIngestLimit)),
 		tokens:        newLimiter(orDefault(cfg.TokenLimit, DefaultTokenLimit)),

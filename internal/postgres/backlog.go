@@ -97,3 +97,16 @@ func (s *Store) recorded(accountSID string, events int64) {
 		b.mu.Unlock()
 	}
 }
+
+// Backlog is every account's pending events: how many, and how long ago
+// the oldest was received (0 with none), for the metrics.
+func (s *Store) Backlog(ctx context.Context) (events int64, oldest time.Duration, err error) {
+	var first *time.Time
+	if err := s.pool.QueryRow(ctx, `SELECT count(*), min(received_at) FROM rollup_pending`).Scan(&events, &first); err != nil {
+		return 0, 0, translate(fmt.Errorf("pending events: %w", err))
+	}
+	if first != nil {
+		oldest = max(s.now().Sub(*first), 0)
+	}
+	return events, oldest, nil
+}
