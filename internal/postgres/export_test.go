@@ -46,6 +46,7 @@ func AccountStatements() map[string]Statement {
 		"fold lookalikes":    {foldLookalikeSelves, []any{0, foldParts}},
 		"fold part pending":  {foldPartPending, []any{0, foldParts}},
 		"pending":            {foldPending, nil},
+		"backlog probe":      {backlogProbe, []any{int64(DefaultMaxPending + 1)}},
 		"lock months":        {lockMonths, []any{months}},
 		"mark revisions":     {markRevisions, []any{months}},
 		"month figures":      {monthFigures, []any{month, usage.RESTOnlyActivities}},
