@@ -176,3 +176,46 @@ func readEverything(t *testing.T, s *postgres.Store, ac string) map[string]strin
 }
 
 func isNotFound(err error) bool { return errors.Is(err, usage.ErrNotFound) }
+
+// TestLiveRosterBreaksTiesByEventID: a user's pending event at the same
+// instant as its folded first event becomes the first when its id is
+// smaller, in the provisional roster read with events pending (merged by
+// rosterRows) as after the fold.
+func TestLiveRosterBreaksTiesByEventID(t *testing.T) {
+	s, _, ac := newStore(t)
+	at := "2026-10-05T10:00:00.5Z"
+	var folded, pending []usage.Event
+	for i := range 6 {
+		id := fmt.Sprintf("tie-%d", i)
+		folded = append(folded, ev("m-"+id, id, at))
+		e := ev([]string{"a-", "z-"}[i%2]+id, id, at)
+		e.Activity, e.Source = usage.Join, usage.SDK
+		pending = append(pending, e)
+	}
+	record(t, s, ac, events(folded...))
+	fold(t, s)
+	record(t, s, ac, events(pending...))
+	m, _ := usage.ParseMonth("2026-10")
+	read := func() []usage.RosterEntry {
+		var out []usage.RosterEntry
+		err := s.Roster(t.Context(), postgres.RosterQuery{AccountSID: ac, Month: m}, func(e usage.RosterEntry) error {
+			out = append(out, e)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	live := read()
+	fold(t, s)
+	if want := read(); fmt.Sprint(live) != fmt.Sprint(want) {
+		t.Fatalf("with events pending:\n%v\nfolded:\n%v", live, want)
+	}
+	for i, e := range live {
+		want := []string{"a-", "m-"}[i%2] + e.Identity
+		if e.FirstEventID != want || e.Events != 2 {
+			t.Errorf("%s: first event %s of %d, want %s of 2", e.Identity, e.FirstEventID, e.Events, want)
+		}
+	}
+}

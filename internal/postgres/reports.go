@@ -146,18 +146,100 @@ func (s *Store) Roster(ctx context.Context, q RosterQuery, fn func(usage.RosterE
 	return translate(rosterRows(ctx, s.pool, q, fn))
 }
 
+// pendingRoster is the provisional roster's pending part: the account's
+// pending user-months of the month after the keyset position, grouped as a
+// fold groups them, in roster order.
+var pendingRoster = `SELECT service_sid, identity, first_activity, first_event_id, first_at, last_at, events
+FROM (` + pendingMonthUsersWhere(` AND month = $2 AND (service_sid, identity) > ($3, $4)`, pendingColumns{firstEvent: true}) + `) AS p
+ORDER BY service_sid, identity LIMIT $5`
+
+// rosterRows calls fn for each entry of the roster q selects. With events
+// pending, the provisional roster is not read behind liveRollup: merged
+// there, the month's rows lose the order the primary key gives them and
+// are sorted again (30 000 rows: 60 of a report's 110 ms with 2 500 events
+// pending). The pending user-months are read first, grouped and in order
+// (no more of them than events pending), then merged here with the month's
+// rows as they stream in key order, as a fold would merge them.
 func rosterRows(ctx context.Context, db querier, q RosterQuery, fn func(usage.RosterEntry) error) error {
 	limit := any(nil)
 	if q.Limit > 0 {
 		limit = q.Limit
 	}
-	var rows pgx.Rows
-	var err error
-	if q.Version == nil {
-		rows, err = db.Query(ctx, provisionalRoster, q.AccountSID, q.Month.Start(), q.AfterService, q.AfterIdentity, limit)
-	} else {
-		rows, err = db.Query(ctx, versionRoster, q.AccountSID, q.Month.Start(), q.AfterService, q.AfterIdentity, limit, *q.Version, q.AddedSince)
+	if q.Version != nil {
+		rows, err := db.Query(ctx, versionRoster, q.AccountSID, q.Month.Start(), q.AfterService, q.AfterIdentity, limit, *q.Version, q.AddedSince)
+		return scanRoster(q, rows, err, fn)
 	}
+	r, ok := db.(rollupReader)
+	if !ok || !r.live {
+		rows, err := db.Query(ctx, provisionalRoster, q.AccountSID, q.Month.Start(), q.AfterService, q.AfterIdentity, limit)
+		return scanRoster(q, rows, err, fn)
+	}
+	// The first Limit entries of the merge are among the first Limit of
+	// each side.
+	var pending []usage.RosterEntry
+	rows, err := r.tx.Query(ctx, pendingRoster, q.AccountSID, q.Month.Start(), q.AfterService, q.AfterIdentity, limit)
+	err = scanRoster(q, rows, err, func(e usage.RosterEntry) error { pending = append(pending, e); return nil })
+	if err != nil {
+		return err
+	}
+	n := 0
+	emit := func(e usage.RosterEntry) error {
+		if q.Limit > 0 && n == q.Limit {
+			return nil
+		}
+		n++
+		return fn(e)
+	}
+	rows, err = r.tx.Query(ctx, provisionalRoster, q.AccountSID, q.Month.Start(), q.AfterService, q.AfterIdentity, limit)
+	err = scanRoster(q, rows, err, func(e usage.RosterEntry) error {
+		for len(pending) > 0 && rosterBefore(pending[0], e) {
+			if err := emit(pending[0]); err != nil {
+				return err
+			}
+			pending = pending[1:]
+		}
+		if len(pending) > 0 && pending[0].ServiceSID == e.ServiceSID && pending[0].Identity == e.Identity {
+			e = mergeRosterEntry(e, pending[0])
+			pending = pending[1:]
+		}
+		return emit(e)
+	})
+	if err != nil {
+		return err
+	}
+	for _, p := range pending {
+		if err := emit(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rosterBefore reports whether a comes before b in roster order: bytes of
+// service_sid, then of identity (their collation is "C").
+func rosterBefore(a, b usage.RosterEntry) bool {
+	if a.ServiceSID != b.ServiceSID {
+		return a.ServiceSID < b.ServiceSID
+	}
+	return a.Identity < b.Identity
+}
+
+// mergeRosterEntry merges a user-month's pending events p into its rollup
+// row m as foldMonthUsers does: the first activity is the earliest event's,
+// by time, then event id.
+func mergeRosterEntry(m, p usage.RosterEntry) usage.RosterEntry {
+	if p.FirstActiveAt.Before(m.FirstActiveAt) || p.FirstActiveAt.Equal(m.FirstActiveAt) && p.FirstEventID < m.FirstEventID {
+		m.FirstActivity, m.FirstEventID, m.FirstActiveAt = p.FirstActivity, p.FirstEventID, p.FirstActiveAt
+	}
+	if p.LastActiveAt.After(m.LastActiveAt) {
+		m.LastActiveAt = p.LastActiveAt
+	}
+	m.Events += p.Events
+	return m
+}
+
+// scanRoster calls fn for each row of a roster statement.
+func scanRoster(q RosterQuery, rows pgx.Rows, err error, fn func(usage.RosterEntry) error) error {
 	if err != nil {
 		return fmt.Errorf("roster of %s %s: %w", q.AccountSID, q.Month, err)
 	}
