@@ -50,18 +50,18 @@ func AccountStatements() map[string]Statement {
 		"lock months":        {lockMonths, []any{months}},
 		"mark revisions":     {markRevisions, []any{months}},
 		"month figures":      {monthFigures, []any{month, usage.RESTOnlyActivities}},
-		"month new users":    {monthNewUsers, []any{month}},
+		"month new users":    {monthNewUsers, []any{month, nil}},
 		"month identities":   {monthIdentities, []any{month}},
 		"provisional roster": {provisionalRoster, []any{month, "", "", 100}},
 		"identity stats": {identityStats, []any{month, service, usage.RESTOnlyActivities,
 			int16(1), int16(2), int16(4), int16(2)}},
-		"lookalike count":  {lookalikeCount, []any{month, service}},
-		"billed users":     {billedUsers, []any{month}},
-		"month rate card":  {monthRateCard, []any{month}},
-		"lookalike groups": {lookalikeGroups, []any{month, service, int64(2), service, "alice", 100}},
-		"identity new":     {identityNew, []any{month, service}},
-		"churned":          {churned, []any{month.AddDate(0, -1, 0), month, service}},
-		"top identities":   {topIdentities, []any{month, service}},
+		"lookalike count":              {lookalikeCount, []any{month, service}},
+		"billed users":                 {billedUsers, []any{month}},
+		"month rate card":              {monthRateCard, []any{month}},
+		"lookalike groups":             {lookalikeGroups, []any{month, service, int64(2), service, "alice", 100}},
+		"month new users of a service": {monthNewUsers, []any{month, service}},
+		"churned":                      {churned, []any{month.AddDate(0, -1, 0), month, service}},
+		"top identities":               {topIdentities, []any{month, service}},
 	}
 	for flag, stmt := range listIdentitiesFlagged {
 		out["identities flag "+flag] = Statement{stmt, []any{month, service, "", "", "al", "al%", 100}}
@@ -73,6 +73,11 @@ func AccountStatements() map[string]Statement {
 			live["live "+name] = Statement{liveRollup(stmt.SQL), stmt.Args}
 		}
 	}
+	// Some merge pending events themselves.
+	live["live month new users"] = Statement{liveNewUsers, []any{month, nil}}
+	live["live month new users of a service"] = Statement{liveNewUsers, []any{month, service}}
+	live["live provisional roster"] = Statement{provisionalRoster, []any{month, "", "", 100}}
+	live["pending roster"] = Statement{pendingRoster, []any{month, "", "", 100}}
 	maps.Copy(out, live)
 	return out
 }

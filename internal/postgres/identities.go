@@ -14,7 +14,7 @@ import (
 
 // identityStats counts a month's identities in one pass over the month's
 // rollup rows, never events, and without joining users: a new identity is
-// one whose first month is this one (identityNew, from users), and every
+// one whose first month is this one (monthNewUsers, from users), and every
 // other active identity is returning, as an active identity's first month
 // is never later than the month (the fold writes both tables in one
 // transaction). EXPLAIN with 1 M users in one account-month: joining the
@@ -37,10 +37,6 @@ const (
 FROM month_users
 WHERE account_sid = $1 AND month = $2 AND ($3::text IS NULL OR service_sid = $3)
 GROUP BY reserved`
-	// The range (first_month, account_sid[, service_sid]) of
-	// users_month_first (migration 00021).
-	identityNew = `SELECT count(*) FROM users
-WHERE account_sid = $1 AND first_month = $2 AND ($3::text IS NULL OR service_sid = $3)`
 )
 
 // churned counts last month's identities absent this month. EXPLAIN: a
@@ -125,7 +121,10 @@ func (s *Store) IdentityStats(ctx context.Context, accountSID string, m usage.Mo
 		if err := tx.QueryRow(ctx, monthRateCard, accountSID, m.Start()).Scan(&st.RateCard); err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("rate card: %w", err)
 		}
-		if err := tx.QueryRow(ctx, identityNew, accountSID, m.Start(), serviceSID).Scan(&st.NewIdentities); err != nil {
+		rows, err = queryLiveOr(ctx, tx, monthNewUsers, liveNewUsers, accountSID, m.Start(), serviceSID)
+		var n int64
+		_, err = pgx.ForEachRow(rows, []any{nil, &n}, func() error { st.NewIdentities += n; return nil })
+		if err != nil {
 			return fmt.Errorf("new identities: %w", err)
 		}
 		if st.NewIdentities > st.ActiveIdentities {

@@ -146,7 +146,7 @@ func TestMeasureIdentityInsight(t *testing.T) {
 		{"identity stats", []any{m.Start(), nil, usage.RESTOnlyActivities, usage.FlagReserved, usage.FlagRandomLike,
 			usage.Authenticate.Bit(), usage.Update.Bit()}},
 		{"lookalike count", []any{m.Start(), nil}},
-		{"identity new", []any{m.Start(), nil}},
+		{"month new users", []any{m.Start(), nil}},
 		{"churned", []any{m.Prev().Start(), m.Start(), nil}},
 		{"top identities", []any{m.Start(), nil}},
 		{"month rate card", []any{m.Start()}},

@@ -219,3 +219,63 @@ func TestLiveRosterBreaksTiesByEventID(t *testing.T) {
 		}
 	}
 }
+
+// TestLiveNewUsers: the new users of a month read with events pending
+// (liveNewUsers) match those after the fold, for each way a pending event
+// can move a user's first month, on the report and on the statistics.
+func TestLiveNewUsers(t *testing.T) {
+	s, _, ac := newStore(t)
+	folded := []usage.Event{
+		ev("f1", "known-oct-pending-oct", "2026-10-03T00:00:00Z"),
+		ev("f2", "known-sep-pending-aug", "2026-09-03T00:00:00Z"),
+		ev("f3", "known-sep-pending-aug", "2026-10-03T00:00:00Z"),
+		ev("f4", "known-oct-pending-sep", "2026-10-03T00:00:00Z"),
+		ev("f5", "known-nov-pending-oct", "2026-11-03T00:00:00Z"),
+		ev("f6", "known-oct", "2026-10-04T00:00:00Z"),
+	}
+	pending := []usage.Event{
+		ev("p1", "known-oct-pending-oct", "2026-10-05T00:00:00Z"),
+		ev("p2", "known-sep-pending-aug", "2026-08-05T00:00:00Z"),
+		ev("p3", "known-oct-pending-sep", "2026-09-05T00:00:00Z"),
+		ev("p4", "known-nov-pending-oct", "2026-10-05T00:00:00Z"),
+		ev("p5", "unknown-pending-oct", "2026-10-05T00:00:00Z"),
+		ev("p6", "unknown-pending-sep-oct", "2026-09-05T00:00:00Z"),
+		ev("p7", "unknown-pending-sep-oct", "2026-10-05T00:00:00Z"),
+	}
+	record(t, s, ac, events(folded...))
+	fold(t, s)
+	record(t, s, ac, events(pending...))
+	read := func() string {
+		var out []string
+		for _, month := range []string{"2026-08", "2026-09", "2026-10", "2026-11"} {
+			m, _ := usage.ParseMonth(month)
+			r, err := s.ProvisionalReport(t.Context(), ac, m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := s.IdentityStats(t.Context(), ac, m, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var n int64
+			for _, svc := range r.Figures.Services {
+				n += svc.NewUsers
+			}
+			out = append(out, fmt.Sprintf("%s: report %d, stats %d", month, n, st.NewIdentities))
+		}
+		return fmt.Sprint(out)
+	}
+	live := read()
+	fold(t, s)
+	// Folded: August known-sep-pending-aug; September
+	// known-oct-pending-sep, unknown-pending-sep-oct; October
+	// known-oct-pending-oct, known-nov-pending-oct, unknown-pending-oct,
+	// known-oct; November none.
+	want := "[2026-08: report 1, stats 1 2026-09: report 2, stats 2 2026-10: report 4, stats 4 2026-11: report 0, stats 0]"
+	if got := read(); got != want {
+		t.Fatalf("folded: %s, want %s", got, want)
+	}
+	if live != want {
+		t.Fatalf("with events pending: %s, want %s", live, want)
+	}
+}

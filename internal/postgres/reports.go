@@ -35,6 +35,7 @@ FROM month_users WHERE account_sid = $1 AND month = $2
 GROUP BY service_sid, first_activity
 ORDER BY service_sid, first_activity`
 	monthNewUsers = `SELECT service_sid, count(*) FROM users WHERE account_sid = $1 AND first_month = $2
+  AND ($3::text IS NULL OR service_sid = $3)
 GROUP BY service_sid ORDER BY service_sid`
 	// Only asked when the month has more than one service: with one, every
 	// user is a distinct identity.
@@ -59,7 +60,7 @@ func figures(ctx context.Context, q querier, accountSID string, m usage.Month) (
 	if err != nil {
 		return f, fmt.Errorf("figures of %s %s: %w", accountSID, m, err)
 	}
-	rows, err = q.Query(ctx, monthNewUsers, accountSID, m.Start())
+	rows, err = queryLiveOr(ctx, q, monthNewUsers, liveNewUsers, accountSID, m.Start(), nil)
 	if err != nil {
 		return f, fmt.Errorf("new users of %s %s: %w", accountSID, m, err)
 	}
