@@ -19,6 +19,13 @@ var (
 	FoldDelete     = foldDelete
 )
 
+// The provisional roster's month rows and their settings, for the test
+// that EXPLAINs them.
+var (
+	ProvisionalRoster = provisionalRoster
+	RosterSettings    = rosterSettings
+)
+
 // AfterMonthLock makes HoldMonth call fn while it holds its month's
 // lock, after its fold, for tests that ingest meanwhile.
 func (s *Store) AfterMonthLock(fn func()) { s.afterMonthLock = fn }
@@ -77,6 +84,7 @@ func AccountStatements() map[string]Statement {
 	live["live month new users"] = Statement{liveNewUsers, []any{month, nil}}
 	live["live month new users of a service"] = Statement{liveNewUsers, []any{month, service}}
 	live["live provisional roster"] = Statement{provisionalRoster, []any{month, "", "", 100}}
+	live["live month identities"] = Statement{liveMonthIdentities, []any{month}}
 	live["pending roster"] = Statement{pendingRoster, []any{month, "", "", 100}}
 	maps.Copy(out, live)
 	return out

@@ -151,6 +151,15 @@ n AS (
     WHERE (first_month = $2 AND coalesce(known, 'infinity') > $2) OR (first_month < $2 AND known = $2))
 SELECT service_sid, sum(n)::bigint FROM n GROUP BY service_sid HAVING sum(n) <> 0 ORDER BY service_sid`
 
+// liveMonthIdentities counts the distinct identities of month $2 with the
+// account's pending events merged in: merging never changes an identity,
+// so they are those of the month's rows and of its pending events, and
+// nothing needs joining.
+const liveMonthIdentities = `SELECT count(DISTINCT identity) FROM (
+    SELECT identity FROM month_users WHERE account_sid = $1 AND month = $2
+    UNION ALL
+    SELECT identity FROM rollup_pending WHERE account_sid = $1 AND month = $2) AS i`
+
 // queryLiveOr runs sql on q, or live instead on a reader with events
 // pending: a statement that merges them itself rather than behind
 // liveRollup.
@@ -159,6 +168,14 @@ func queryLiveOr(ctx context.Context, q querier, sql, live string, args ...any) 
 		return r.tx.Query(ctx, live, args...)
 	}
 	return q.Query(ctx, sql, args...)
+}
+
+// queryRowLiveOr is queryLiveOr for a statement of one row.
+func queryRowLiveOr(ctx context.Context, q querier, sql, live string, args ...any) pgx.Row {
+	if r, ok := q.(rollupReader); ok && r.live {
+		return r.tx.QueryRow(ctx, live, args...)
+	}
+	return q.QueryRow(ctx, sql, args...)
 }
 
 // rollupReader is a repeatable-read transaction reading an account's

@@ -70,7 +70,7 @@ func figures(ctx context.Context, q querier, accountSID string, m usage.Month) (
 	}
 	f.DistinctIdentities = f.ActiveUsers
 	if len(f.Services) > 1 {
-		if err := q.QueryRow(ctx, monthIdentities, accountSID, m.Start()).Scan(&f.DistinctIdentities); err != nil {
+		if err := queryRowLiveOr(ctx, q, monthIdentities, liveMonthIdentities, accountSID, m.Start()).Scan(&f.DistinctIdentities); err != nil {
 			return f, fmt.Errorf("identities of %s %s: %w", accountSID, m, err)
 		}
 	}
@@ -171,17 +171,21 @@ func rosterRows(ctx context.Context, db querier, q RosterQuery, fn func(usage.Ro
 		return scanRoster(q, rows, err, fn)
 	}
 	r, ok := db.(rollupReader)
-	if !ok || !r.live {
-		rows, err := db.Query(ctx, provisionalRoster, q.AccountSID, q.Month.Start(), q.AfterService, q.AfterIdentity, limit)
-		return scanRoster(q, rows, err, fn)
+	if !ok {
+		return fmt.Errorf("the provisional roster is read in a snapshot of the rollup")
 	}
 	// The first Limit entries of the merge are among the first Limit of
 	// each side.
 	var pending []usage.RosterEntry
-	rows, err := r.tx.Query(ctx, pendingRoster, q.AccountSID, q.Month.Start(), q.AfterService, q.AfterIdentity, limit)
-	err = scanRoster(q, rows, err, func(e usage.RosterEntry) error { pending = append(pending, e); return nil })
-	if err != nil {
-		return err
+	if r.live {
+		rows, err := r.tx.Query(ctx, pendingRoster, q.AccountSID, q.Month.Start(), q.AfterService, q.AfterIdentity, limit)
+		err = scanRoster(q, rows, err, func(e usage.RosterEntry) error { pending = append(pending, e); return nil })
+		if err != nil {
+			return err
+		}
+	}
+	if _, err := r.tx.Exec(ctx, rosterSettings); err != nil {
+		return fmt.Errorf("set roster settings: %w", err)
 	}
 	n := 0
 	emit := func(e usage.RosterEntry) error {
@@ -191,7 +195,7 @@ func rosterRows(ctx context.Context, db querier, q RosterQuery, fn func(usage.Ro
 		n++
 		return fn(e)
 	}
-	rows, err = r.tx.Query(ctx, provisionalRoster, q.AccountSID, q.Month.Start(), q.AfterService, q.AfterIdentity, limit)
+	rows, err := r.tx.Query(ctx, provisionalRoster, q.AccountSID, q.Month.Start(), q.AfterService, q.AfterIdentity, limit)
 	err = scanRoster(q, rows, err, func(e usage.RosterEntry) error {
 		for len(pending) > 0 && rosterBefore(pending[0], e) {
 			if err := emit(pending[0]); err != nil {
@@ -215,6 +219,14 @@ func rosterRows(ctx context.Context, db querier, q RosterQuery, fn func(usage.Ro
 	}
 	return nil
 }
+
+// rosterSettings make the month's rows of the provisional roster come
+// from the primary key in its order, never sorted: for a whole month the
+// planner took a sequential scan and a sort, about twice as slow with the
+// rows cached (30 000 rows, rows in random order: PostgreSQL 37 -> 24 ms,
+// Citus 72 -> 46 ms, medians of 7). Set for the rest of the read, which
+// the roster ends.
+var rosterSettings = settingsSQL([][2]string{{"citus.propagate_set_commands", "'local'"}, {"enable_sort", "off"}})
 
 // rosterBefore reports whether a comes before b in roster order: bytes of
 // service_sid, then of identity (their collation is "C").

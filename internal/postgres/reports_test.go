@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"fmt"
 	"math/rand/v2"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -136,4 +137,34 @@ func TestFiguresRefuseAnInconsistentRollup(t *testing.T) {
 func sortedJoin(xs []string) string {
 	slices.Sort(xs)
 	return strings.Join(xs, ",")
+}
+
+// TestRosterReadsTheKeyInOrder: the provisional roster's month rows come
+// from the primary key in its order, with no sort, for a whole month of
+// an account (where the planner prefers a sequential scan and a sort).
+func TestRosterReadsTheKeyInOrder(t *testing.T) {
+	_, pool, ac := newStore(t)
+	ctx := t.Context()
+	m, _ := usage.ParseMonth("2026-10")
+	if _, err := pool.Exec(ctx, `INSERT INTO month_users (account_sid, month, service_sid, identity, first_activity,
+		    first_event_id, first_at, last_at, events, activities, sources, endpoints, last_received_at, identity_flags, reserved)
+		SELECT $1, $2::date, 'IS' || (i % 3), 'user-' || i, 'send', 'e' || i, $2::date, $2::date, 1, 8, 1, '{}', now(), 0, 0
+		FROM generate_series(1, 5000) AS i ORDER BY random()`, ac, m.Start()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `ANALYZE month_users`); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, postgres.RosterSettings); err != nil {
+		t.Fatal(err)
+	}
+	plan := explain(t, tx, postgres.ProvisionalRoster, ac, m.Start(), "", "", nil)
+	if strings.Contains(plan, "Sort") || !regexp.MustCompile(`Index Scan using month_users_pkey`).MatchString(plan) {
+		t.Fatalf("the roster's rows are not read from the primary key in order:\n%s", plan)
+	}
 }
