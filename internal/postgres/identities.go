@@ -135,7 +135,7 @@ func (s *Store) IdentityStats(ctx context.Context, accountSID string, m usage.Mo
 		if err := tx.QueryRow(ctx, churned, accountSID, m.Prev().Start(), m.Start(), serviceSID).Scan(&st.ChurnedIdentities); err != nil {
 			return fmt.Errorf("churned identities: %w", err)
 		}
-		rows, _ = tx.Query(ctx, topIdentities, accountSID, m.Start(), serviceSID)
+		rows, _ = queryLiveOr(ctx, tx, topIdentities, liveTopIdentities, accountSID, m.Start(), serviceSID)
 		st.TopIdentities, err = pgx.CollectRows(rows, pgx.RowToStructByPos[usage.IdentityEvents])
 		if err != nil {
 			return fmt.Errorf("top identities: %w", err)

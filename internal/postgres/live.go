@@ -160,6 +160,28 @@ const liveMonthIdentities = `SELECT count(DISTINCT identity) FROM (
     UNION ALL
     SELECT identity FROM rollup_pending WHERE account_sid = $1 AND month = $2) AS i`
 
+// liveTopIdentities is topIdentities with the account's pending events
+// merged in. Merging only adds events, so an identity of the month outside
+// its ten busiest rows that has no event pending stays outside: the top ten
+// are among those rows and the pending user-months, each of which probes
+// its row by key, and nothing reads the whole month twice.
+const liveTopIdentities = `WITH p AS MATERIALIZED (
+    SELECT service_sid, identity, count(*) AS events FROM rollup_pending
+    WHERE account_sid = $1 AND month = $2 AND ($3::text IS NULL OR service_sid = $3)
+    GROUP BY service_sid, identity)
+SELECT service_sid, identity, events FROM (
+    SELECT p.service_sid, p.identity,
+           p.events + coalesce((SELECT m.events FROM month_users m WHERE m.account_sid = $1 AND m.month = $2
+                                AND m.service_sid = p.service_sid AND m.identity = p.identity), 0) AS events
+    FROM p
+    UNION ALL
+    SELECT t.service_sid, t.identity, t.events
+    FROM (SELECT service_sid, identity, events FROM month_users
+          WHERE account_sid = $1 AND month = $2 AND ($3::text IS NULL OR service_sid = $3)
+          ORDER BY events DESC, service_sid, identity LIMIT 10) AS t
+    WHERE NOT EXISTS (SELECT 1 FROM p WHERE p.service_sid = t.service_sid AND p.identity = t.identity)) AS c
+ORDER BY events DESC, service_sid, identity LIMIT 10`
+
 // queryLiveOr runs sql on q, or live instead on a reader with events
 // pending: a statement that merges them itself rather than behind
 // liveRollup.
