@@ -91,11 +91,14 @@ type AccountMonth struct {
 }
 
 // AccountsMonth lists every account, oldest first, with its active users
-// in month m. Pending events of every account are folded first, so the
-// counts are those the API's report would give. Each count is grouped by
-// account_sid, which Citus pushes down to every worker whole.
+// in month m: the counts the API's report would give. It folds nothing, so
+// it waits for no fold: the months of accounts with no event pending are
+// counted grouped by account_sid (which Citus pushes down to every worker
+// whole), and each account with events pending is counted alone, merging
+// its own (ActiveUsers).
 func (s *Store) AccountsMonth(ctx context.Context, m usage.Month) ([]AccountMonth, error) {
-	if _, err := s.FoldRollup(ctx, ""); err != nil {
+	pending, err := s.pendingAccounts(ctx)
+	if err != nil {
 		return nil, err
 	}
 	accounts, err := s.Accounts(ctx)
@@ -111,6 +114,11 @@ func (s *Store) AccountsMonth(ctx context.Context, m usage.Month) ([]AccountMont
 	var n int64
 	if _, err := pgx.ForEachRow(rows, []any{&sid, &n}, func() error { counts[sid] = n; return nil }); err != nil {
 		return nil, translate(fmt.Errorf("active users of %s: %w", m, err))
+	}
+	for _, a := range pending {
+		if counts[a], err = s.ActiveUsers(ctx, a, m); err != nil {
+			return nil, err
+		}
 	}
 	// A stored version's figure wins over the rollup's, as in Months.
 	rows, err = s.pool.Query(ctx, `SELECT DISTINCT ON (account_sid) account_sid, active_users

@@ -741,6 +741,24 @@ func TestReadDoesNotWaitForAFold(t *testing.T) {
 	if n != 1 {
 		t.Fatalf("ActiveUsers of the account being folded = %d, want 1", n)
 	}
+	// The reads of every account at once: the platform's month and the
+	// console's list.
+	reports, err := s.MonthReports(ctx, []string{busy, other.SID}, m)
+	if err != nil {
+		t.Fatalf("the platform's month while a fold is in flight: %v", err)
+	}
+	if a, b := reports[busy].ActiveUsers, reports[other.SID].ActiveUsers; a != 1 || b != 1 {
+		t.Fatalf("the platform's month: %d and %d active users, want 1 and 1", a, b)
+	}
+	list, err := s.AccountsMonth(ctx, m)
+	if err != nil {
+		t.Fatalf("the console's accounts while a fold is in flight: %v", err)
+	}
+	for _, a := range list {
+		if a.ActiveUsers != 1 {
+			t.Fatalf("the console's accounts: %s has %d active users, want 1", a.Account.SID, a.ActiveUsers)
+		}
+	}
 	if err := tx.Commit(t.Context()); err != nil {
 		t.Fatal(err)
 	}
