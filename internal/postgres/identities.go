@@ -121,7 +121,7 @@ func (s *Store) IdentityStats(ctx context.Context, accountSID string, m usage.Mo
 		if err := tx.QueryRow(ctx, monthRateCard, accountSID, m.Start()).Scan(&st.RateCard); err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("rate card: %w", err)
 		}
-		rows, err = queryLiveOr(ctx, tx, monthNewUsers, liveNewUsers, accountSID, m.Start(), serviceSID)
+		rows, _ = queryLiveOr(ctx, tx, monthNewUsers, liveNewUsers, accountSID, m.Start(), serviceSID) // pgx reports a failed query through rows
 		var n int64
 		_, err = pgx.ForEachRow(rows, []any{nil, &n}, func() error { st.NewIdentities += n; return nil })
 		if err != nil {
