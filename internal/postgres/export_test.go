@@ -90,3 +90,9 @@ func AccountStatements() map[string]Statement {
 	maps.Copy(out, live)
 	return out
 }
+
+// OnPendingVacuum makes the folds' deletions of after pending events wake
+// the vacuum of rollup_pending, and fn run after each vacuum.
+func (s *Store) OnPendingVacuum(after int64, fn func(took time.Duration, err error)) {
+	s.vacuumAfter, s.afterVacuum = after, fn
+}

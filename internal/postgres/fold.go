@@ -321,6 +321,7 @@ func (s *Store) foldPart(ctx context.Context, accountSID string, part int) (int6
 			if err != nil {
 				return 0, translate(fmt.Errorf("fold rollup of %s: %w", accountSID, err))
 			}
+			s.noteFolded(n)
 			return n, nil
 		}
 		select {
@@ -395,7 +396,13 @@ func (s *Store) fold(ctx context.Context, accountSID string) error {
 // onFolded, if not nil, is called after each fold that folded events, with
 // the account (from several goroutines at once): what watches figures,
 // such as the usage alerts, looks at the accounts whose figures changed.
+//
+// Meanwhile it vacuums the pending events whenever this process's folds
+// have deleted enough of them (vacuum.go).
 func (s *Store) FoldInBackground(ctx context.Context, every time.Duration, workers int, onFolded func(accountSID string), log *slog.Logger) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { s.vacuumInBackground(ctx, log) })
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -51,6 +52,14 @@ type Store struct {
 	// afterMonthLock, when set (by tests), runs while HoldMonth holds its
 	// month's lock, after its fold and before the caller's decision.
 	afterMonthLock func()
+	// unvacuumed counts the pending events folds deleted since the last
+	// vacuum of rollup_pending; past vacuumAfter, vacuumDue wakes the
+	// vacuum (vacuum.go). afterVacuum, when set (by tests), runs after
+	// each.
+	unvacuumed  atomic.Int64
+	vacuumAfter int64
+	vacuumDue   chan struct{}
+	afterVacuum func(took time.Duration, err error)
 }
 
 // New returns a Store on pool. now is the clock; "now" is read once per
@@ -60,7 +69,7 @@ func New(pool *pgxpool.Pool, now func() time.Time) *Store {
 		now = time.Now
 	}
 	return &Store{pool: pool, now: now, finalizing: make(chan struct{}, 1), maxPending: DefaultMaxPending,
-		backlogEvery: backlogProbeEvery}
+		backlogEvery: backlogProbeEvery, vacuumAfter: pendingVacuumAfter, vacuumDue: make(chan struct{}, 1)}
 }
 
 // Pool returns the underlying pool, for health checks and migrations.
