@@ -86,6 +86,7 @@ func AccountStatements() map[string]Statement {
 	live["live provisional roster"] = Statement{provisionalRoster, []any{month, "", "", 100}}
 	live["live month identities"] = Statement{liveMonthIdentities, []any{month}}
 	live["live top identities"] = Statement{liveTopIdentities, []any{month, service}}
+	live["live lookalike count"] = Statement{liveLookalikeCount, []any{month, service}}
 	live["pending roster"] = Statement{pendingRoster, []any{month, "", "", 100}}
 	maps.Copy(out, live)
 	return out

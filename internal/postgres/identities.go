@@ -140,7 +140,7 @@ func (s *Store) IdentityStats(ctx context.Context, accountSID string, m usage.Mo
 		if err != nil {
 			return fmt.Errorf("top identities: %w", err)
 		}
-		if err := tx.QueryRow(ctx, lookalikeCount, accountSID, m.Start(), serviceSID).Scan(&st.LookalikeIdentities); err != nil {
+		if err := queryRowLiveOr(ctx, tx, lookalikeCount, liveLookalikeCount, accountSID, m.Start(), serviceSID).Scan(&st.LookalikeIdentities); err != nil {
 			return fmt.Errorf("lookalike identities: %w", err)
 		}
 		return nil

@@ -182,6 +182,38 @@ SELECT service_sid, identity, events FROM (
     WHERE NOT EXISTS (SELECT 1 FROM p WHERE p.service_sid = t.service_sid AND p.identity = t.identity)) AS c
 ORDER BY events DESC, service_sid, identity LIMIT 10`
 
+// liveLookalikeCount is lookalikeCount with the account's pending events
+// merged in. Behind liveRollup every merged row of the month was computed
+// and hashed for a count that reads a partial index: 17 ms against 0.1 ms
+// with 3 000 events pending. A merge changes a lookalike group only by
+// adding members, and a member is a row with a key: the month's rows with
+// one (the partial index), the pending identities whose key is another
+// identity, and the identities that become their own key's member as the
+// fold marks them (pendingLookalike, foldLookalikeSelves): a pending
+// identity that is a key of any of those, and a row of the month, without
+// a mark, that is a key of a pending identity (probed by key). A row
+// already marked is among the month's rows; UNION counts each member once.
+const liveLookalikeCount = `WITH p AS MATERIALIZED (
+    SELECT DISTINCT service_sid, identity, lookalike FROM rollup_pending
+    WHERE account_sid = $1 AND month = $2 AND ($3::text IS NULL OR service_sid = $3)),
+k AS MATERIALIZED (
+    SELECT service_sid, identity, lookalike FROM month_users
+    WHERE account_sid = $1 AND month = $2 AND ($3::text IS NULL OR service_sid = $3) AND lookalike IS NOT NULL
+    UNION
+    SELECT service_sid, identity, lookalike FROM p WHERE lookalike IS NOT NULL)
+SELECT coalesce(sum(n), 0) FROM (
+    SELECT count(*) AS n FROM (
+        SELECT service_sid, identity, lookalike FROM k
+        UNION
+        SELECT service_sid, identity, identity FROM p
+        WHERE lookalike IS NULL AND (service_sid, identity) IN (SELECT service_sid, lookalike FROM k)
+        UNION
+        SELECT service_sid, lookalike, lookalike FROM (SELECT DISTINCT service_sid, lookalike FROM p WHERE lookalike IS NOT NULL) AS q
+        WHERE (SELECT true FROM month_users m WHERE m.account_sid = $1 AND m.month = $2
+               AND m.service_sid = q.service_sid AND m.identity = q.lookalike)) AS members
+    GROUP BY service_sid, lookalike
+    HAVING count(*) >= 2) AS g`
+
 // queryLiveOr runs sql on q, or live instead on a reader with events
 // pending: a statement that merges them itself rather than behind
 // liveRollup.
