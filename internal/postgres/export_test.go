@@ -87,6 +87,7 @@ func AccountStatements() map[string]Statement {
 	live["live month identities"] = Statement{liveMonthIdentities, []any{month}}
 	live["live top identities"] = Statement{liveTopIdentities, []any{month, service}}
 	live["live lookalike count"] = Statement{liveLookalikeCount, []any{month, service}}
+	live["live identity stats"] = Statement{liveIdentityStats, out["identity stats"].Args}
 	live["pending roster"] = Statement{pendingRoster, []any{month, "", "", 100}}
 	maps.Copy(out, live)
 	return out

@@ -24,8 +24,11 @@ import (
 // The figures are grouped by the reserved-character mask (few distinct
 // values: most identities hold none or only @) and summed in Go, so that
 // the count per reserved character costs no second pass.
+//
+// identityStatsOf is the figures of the rows it is followed by, which
+// liveIdentityStats shares.
 const (
-	identityStats = `SELECT reserved, count(*),
+	identityStatsOf = `SELECT reserved, count(*),
     count(*) FILTER (WHERE events = 1),
     count(*) FILTER (WHERE activities & ~$4::smallint = 0),
     count(*) FILTER (WHERE cardinality(endpoints) >= 3),
@@ -34,7 +37,8 @@ const (
     coalesce(sum(events), 0),
     count(*) FILTER (WHERE activities = $7::smallint),
     count(*) FILTER (WHERE activities = $8::smallint)
-FROM month_users
+FROM `
+	identityStats = identityStatsOf + `month_users
 WHERE account_sid = $1 AND month = $2 AND ($3::text IS NULL OR service_sid = $3)
 GROUP BY reserved`
 )
@@ -89,7 +93,7 @@ ORDER BY o LIMIT 1`
 func (s *Store) IdentityStats(ctx context.Context, accountSID string, m usage.Month, serviceSID *string) (usage.IdentityStats, error) {
 	var st usage.IdentityStats
 	err := s.readRollup(ctx, accountSID, func(tx rollupReader) error {
-		rows, _ := tx.Query(ctx, identityStats, accountSID, m.Start(), serviceSID,
+		rows, _ := queryLiveOr(ctx, tx, identityStats, liveIdentityStats, accountSID, m.Start(), serviceSID,
 			usage.RESTOnlyActivities, usage.FlagReserved, usage.FlagRandomLike, usage.Authenticate.Bit(), usage.Update.Bit())
 		var g usage.IdentityStats
 		var mask int32

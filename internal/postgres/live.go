@@ -182,6 +182,27 @@ SELECT service_sid, identity, events FROM (
     WHERE NOT EXISTS (SELECT 1 FROM p WHERE p.service_sid = t.service_sid AND p.identity = t.identity)) AS c
 ORDER BY events DESC, service_sid, identity LIMIT 10`
 
+// liveIdentityStats is identityStats with the account's pending events
+// merged in. Behind liveRollup the month's rows were read twice: once
+// joined to the pending user-months, once hashed whole to find the pending
+// user-months the month lacks (35 ms with 3 000 events pending, 11 ms
+// with none). Here the month's rows and the month's pending user-months
+// meet in one full join, each read once, and are merged as the fold merges
+// the columns the figures read.
+var liveIdentityStats = `WITH p AS MATERIALIZED (` +
+	pendingMonthUsersWhere(` AND month = $2 AND ($3::text IS NULL OR service_sid = $3)`, pendingColumns{endpoints: true}) + `)
+` + identityStatsOf + `(
+    SELECT coalesce(m.reserved, p.reserved) AS reserved,
+           coalesce(m.events, 0) + coalesce(p.events, 0) AS events,
+           coalesce(m.activities, 0::smallint) | coalesce(p.activities, 0::smallint) AS activities,
+           CASE WHEN p.endpoints IS NULL OR p.endpoints <@ m.endpoints THEN m.endpoints
+                ELSE ARRAY(SELECT DISTINCT e FROM unnest(m.endpoints || p.endpoints) AS e ORDER BY e) END AS endpoints,
+           coalesce(m.identity_flags, p.identity_flags) AS identity_flags
+    FROM (SELECT service_sid, identity, reserved, events, activities, endpoints, identity_flags FROM month_users
+          WHERE account_sid = $1 AND month = $2 AND ($3::text IS NULL OR service_sid = $3)) AS m
+    FULL JOIN p ON p.service_sid = m.service_sid AND p.identity = m.identity) AS merged
+GROUP BY reserved`
+
 // liveLookalikeCount is lookalikeCount with the account's pending events
 // merged in. Behind liveRollup every merged row of the month was computed
 // and hashed for a count that reads a partial index: 17 ms against 0.1 ms
