@@ -88,6 +88,7 @@ func AccountStatements() map[string]Statement {
 	live["live top identities"] = Statement{liveTopIdentities, []any{month, service}}
 	live["live lookalike count"] = Statement{liveLookalikeCount, []any{month, service}}
 	live["live identity stats"] = Statement{liveIdentityStats, out["identity stats"].Args}
+	live["live month figures"] = Statement{liveMonthFigures, out["month figures"].Args}
 	live["pending roster"] = Statement{pendingRoster, []any{month, "", "", 100}}
 	maps.Copy(out, live)
 	return out

@@ -182,6 +182,24 @@ SELECT service_sid, identity, events FROM (
     WHERE NOT EXISTS (SELECT 1 FROM p WHERE p.service_sid = t.service_sid AND p.identity = t.identity)) AS c
 ORDER BY events DESC, service_sid, identity LIMIT 10`
 
+// liveMonthFigures is monthFigures with the account's pending events
+// merged in, as liveIdentityStats merges them: the month's rows and its
+// pending user-months in one full join, each read once, merged as the fold
+// merges the columns the figures read (the first activity is the earlier
+// event's, ties broken by event id). Unordered: figures orders the groups.
+var liveMonthFigures = `WITH p AS MATERIALIZED (` +
+	pendingMonthUsersWhere(` AND month = $2`, pendingColumns{firstEvent: true}) + `)
+` + monthFiguresOf + `(
+    SELECT coalesce(m.service_sid, p.service_sid) AS service_sid,
+           CASE WHEN m.identity IS NULL OR (p.first_at, p.first_event_id) < (m.first_at, m.first_event_id)
+                THEN p.first_activity ELSE m.first_activity END AS first_activity,
+           coalesce(m.activities, 0::smallint) | coalesce(p.activities, 0::smallint) AS activities,
+           greatest(m.last_received_at, p.last_received_at) AS last_received_at
+    FROM (SELECT service_sid, identity, first_activity, first_at, first_event_id, activities, last_received_at
+          FROM month_users WHERE account_sid = $1 AND month = $2) AS m
+    FULL JOIN p ON p.service_sid = m.service_sid AND p.identity = m.identity) AS merged
+GROUP BY service_sid, first_activity`
+
 // liveIdentityStats is identityStats with the account's pending events
 // merged in. Behind liveRollup the month's rows were read twice: once
 // joined to the pending user-months, once hashed whole to find the pending

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tallyhq/tally/internal/pgtest"
 	"github.com/tallyhq/tally/internal/postgres"
 	"github.com/tallyhq/tally/internal/usage"
 )
@@ -180,7 +181,8 @@ func isNotFound(err error) bool { return errors.Is(err, usage.ErrNotFound) }
 // TestLiveRosterBreaksTiesByEventID: a user's pending event at the same
 // instant as its folded first event becomes the first when its id is
 // smaller, in the provisional roster read with events pending (merged by
-// rosterRows) as after the fold.
+// rosterRows) and in the report's users by first activity
+// (liveMonthFigures), as after the fold.
 func TestLiveRosterBreaksTiesByEventID(t *testing.T) {
 	s, _, ac := newStore(t)
 	at := "2026-10-05T10:00:00.5Z"
@@ -207,10 +209,20 @@ func TestLiveRosterBreaksTiesByEventID(t *testing.T) {
 		}
 		return out
 	}
-	live := read()
+	byFirst := func() map[usage.Activity]int64 {
+		r, err := s.ProvisionalReport(t.Context(), ac, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Services[0].ByFirstActivity
+	}
+	live, liveByFirst := read(), byFirst()
 	fold(t, s)
 	if want := read(); fmt.Sprint(live) != fmt.Sprint(want) {
 		t.Fatalf("with events pending:\n%v\nfolded:\n%v", live, want)
+	}
+	if want := (map[usage.Activity]int64{usage.Join: 3, usage.Send: 3}); fmt.Sprint(liveByFirst) != fmt.Sprint(want) || fmt.Sprint(byFirst()) != fmt.Sprint(want) {
+		t.Errorf("users by first activity with events pending %v, folded %v, want %v", liveByFirst, byFirst(), want)
 	}
 	for i, e := range live {
 		want := []string{"a-", "m-"}[i%2] + e.Identity
@@ -277,5 +289,39 @@ func TestLiveNewUsers(t *testing.T) {
 	}
 	if live != want {
 		t.Fatalf("with events pending: %s, want %s", live, want)
+	}
+}
+
+// TestLiveEventsThrough: a report read with events pending says it counts
+// the events received up to the latest pending one, as after the fold
+// (liveMonthFigures merges last_received_at), whatever the order in which
+// the events happened.
+func TestLiveEventsThrough(t *testing.T) {
+	pool, _ := pgtest.NewDB(t)
+	now := clock
+	s := postgres.New(pool, func() time.Time { return now })
+	a, err := s.CreateAccount(t.Context(), "Acme", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	record(t, s, a.SID, events(ev("e1", "alice", "2026-11-20T10:00:00Z"), ev("e2", "bob", "2026-11-20T10:00:00Z")))
+	fold(t, s)
+	now = clock.Add(time.Hour)
+	record(t, s, a.SID, events(ev("e3", "alice", "2026-11-02T10:00:00Z")))
+	m, _ := usage.ParseMonth("2026-11")
+	through := func() time.Time {
+		r, err := s.ProvisionalReport(t.Context(), a.SID, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.EventsThrough == nil {
+			t.Fatal("no events_through")
+		}
+		return *r.EventsThrough
+	}
+	live := through()
+	fold(t, s)
+	if folded := through(); !live.Equal(now) || !folded.Equal(now) {
+		t.Errorf("events through %v with an event pending, %v folded; want %v", live, folded, now)
 	}
 }
