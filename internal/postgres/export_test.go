@@ -99,3 +99,10 @@ func AccountStatements() map[string]Statement {
 func (s *Store) OnPendingVacuum(after int64, fn func(took time.Duration, err error)) {
 	s.vacuumAfter, s.afterVacuum = after, fn
 }
+
+// NoteFolded counts n pending events as deleted by a fold, as a fold does.
+func (s *Store) NoteFolded(n int64) { s.noteFolded(n) }
+
+// ErrMayNotVacuum is what OnPendingVacuum's fn gets when tally's role may
+// not vacuum rollup_pending.
+var ErrMayNotVacuum = errMayNotVacuum

@@ -2,6 +2,8 @@ package postgres
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 )
@@ -33,6 +35,20 @@ const vacuumPending = `VACUUM (SKIP_LOCKED, INDEX_CLEANUP ON, TRUNCATE OFF) roll
 // milliseconds.
 const pendingVacuumAfter = 10_000
 
+// mayVacuumPending says whether tally's role may vacuum rollup_pending:
+// PostgreSQL lets the table's owner, the database's owner and superusers
+// (pg_has_role is true for them) vacuum it. For anyone else VACUUM
+// succeeds having done nothing, with only a warning the client never
+// shows, so the role is checked first. A common set-up is to run the
+// migrations as one role and tally as another.
+const mayVacuumPending = `SELECT pg_has_role(c.relowner, 'USAGE') OR pg_has_role(d.datdba, 'USAGE')
+FROM pg_class c, pg_database d
+WHERE c.oid = 'rollup_pending'::regclass AND d.datname = current_database()`
+
+// errMayNotVacuum is what afterVacuum is told when the vacuum was skipped
+// because tally's role may not vacuum rollup_pending.
+var errMayNotVacuum = errors.New("tally's role owns neither rollup_pending nor the database")
+
 // noteFolded counts n pending events deleted by a fold, and wakes
 // vacuumInBackground once enough have been since the last vacuum.
 func (s *Store) noteFolded(n int64) {
@@ -45,8 +61,11 @@ func (s *Store) noteFolded(n int64) {
 }
 
 // vacuumInBackground vacuums rollup_pending whenever the folds have
-// deleted enough of it, until ctx ends.
+// deleted enough of it, until ctx ends. When tally's role may not vacuum
+// the table it says so once, and looks again each time a vacuum is due:
+// an operator may change the table's owner while tally runs.
 func (s *Store) vacuumInBackground(ctx context.Context, log *slog.Logger) {
+	warned := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -55,13 +74,39 @@ func (s *Store) vacuumInBackground(ctx context.Context, log *slog.Logger) {
 		}
 		s.unvacuumed.Store(0)
 		start := time.Now()
-		_, err := s.pool.Exec(ctx, vacuumPending)
-		if err != nil && ctx.Err() == nil && log != nil {
-			// Autovacuum still runs; reads only step over more dead rows.
+		err := s.vacuumPending(ctx)
+		switch {
+		case ctx.Err() != nil || log == nil:
+		case errors.Is(err, errMayNotVacuum):
+			if !warned {
+				// Autovacuum still runs, as the owner; until it does,
+				// reads with pending events step over more dead rows.
+				log.WarnContext(ctx, "cannot vacuum the pending events; leaving them to autovacuum",
+					"err", err, "fix", "make tally's database role the owner of rollup_pending")
+			}
+			warned = true
+		case err != nil:
 			log.WarnContext(ctx, "vacuum pending events", "err", err)
+		default:
+			warned = false
 		}
 		if s.afterVacuum != nil {
 			s.afterVacuum(time.Since(start), err)
 		}
 	}
+}
+
+// vacuumPending vacuums rollup_pending if tally's role may.
+func (s *Store) vacuumPending(ctx context.Context) error {
+	var may bool
+	if err := s.pool.QueryRow(ctx, mayVacuumPending).Scan(&may); err != nil {
+		return fmt.Errorf("check the right to vacuum pending events: %w", err)
+	}
+	if !may {
+		return errMayNotVacuum
+	}
+	if _, err := s.pool.Exec(ctx, vacuumPending); err != nil {
+		return fmt.Errorf("vacuum pending events: %w", err)
+	}
+	return nil
 }
